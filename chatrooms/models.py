@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Chatroom(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chatrooms"
+    )
+    # null until the user names it or a title is generated from the first message.
+    name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    system_prompt = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-id"], name="chatroom_user_newest")]
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return self.name or f"Chatroom {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        MODEL = "model"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELED = "canceled"
+        BLOCKED = "blocked"
+
+    IN_FLIGHT = (Status.PENDING, Status.STREAMING)
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELED, Status.BLOCKED)
+
+    chatroom = models.ForeignKey(Chatroom, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=8, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # Reply bookkeeping (role=model only).
+    usage_day = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Day whose prompt count this reply used; refunded on failure.",
+    )
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    model_name = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["chatroom", "-id"], name="message_chatroom_newest"),
+            models.Index(
+                fields=["status", "created_at"],
+                name="message_in_flight",
+                condition=models.Q(status__in=["pending", "streaming"]),
+            ),
+        ]
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk} ({self.status})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a send made with an `Idempotency-Key`, replayed for retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_one_per_user_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

@@ -1,0 +1,88 @@
+"""Guarantees for every `/api` path: bodies over 1 MiB are refused first, and no error is HTML."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from core.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "server_error",
+    503: "service_unavailable",
+}
+
+
+def is_api_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/") or request.path_info == "/api"
+
+
+def json_error(status: int, code: str | None = None, message: str | None = None) -> JsonResponse:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    return JsonResponse(
+        error_body(code or _CODES_BY_STATUS.get(status, "error"), message or f"{phrase}."),
+        status=status,
+    )
+
+
+class ApiBodySizeLimitMiddleware(MiddlewareMixin):
+    """Refuses a body over `API_MAX_BODY_BYTES` before any other work is done."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if not is_api_path(request):
+            return None
+        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw_length)
+        except ValueError:
+            return json_error(400, "bad_request", "Content-Length is not a number.")
+        if length > settings.API_MAX_BODY_BYTES:
+            return json_error(413, "payload_too_large", "The request body is larger than 1 MiB.")
+        return None
+
+
+class ApiExceptionMiddleware(MiddlewareMixin):
+    """Last line of defence: an error from outside DRF still leaves as the contract's JSON."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_path(request):
+            return None
+        logger.exception("Unhandled exception on %s %s", request.method, request.path_info)
+        return json_error(500, "server_error", "An unexpected error occurred.")
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not is_api_path(request) or response.status_code < 400:
+            return response
+        content_type = response.get("Content-Type", "")
+        if content_type.startswith("application/json") and _is_error_shape(response):
+            return response
+        replacement = json_error(response.status_code)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
+
+
+def _is_error_shape(response: HttpResponse) -> bool:
+    if getattr(response, "streaming", False):
+        return False
+    try:
+        body = json.loads(response.content or b"null")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)

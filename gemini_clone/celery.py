@@ -1,0 +1,11 @@
+"""The Celery app. Tasks live in each app's `tasks.py` and are discovered from INSTALLED_APPS."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
+
+app = Celery("gemini_clone")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,158 @@
+"""The engine behind ./run.sh and ./test.sh.
+
+    python scripts/stack.py run          # migrate, then web + worker + beat in the foreground
+    python scripts/stack.py test [ARGS]  # pytest ARGS against real PostgreSQL and Redis
+
+Either uses the servers named by DATABASE_URL / REDIS_URL, or starts embedded ones
+whose data live under `.data/` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")  # noqa: S108
+sys.path.insert(0, str(ROOT))
+
+from core.devservers import EmbeddedRedis, ensure_services  # noqa: E402
+
+PYTHON = sys.executable
+COLORS = {"web": "36", "worker": "35", "beat": "33"}
+
+
+def _relay(name: str, stream: object) -> None:
+    prefix = (
+        f"\033[{COLORS.get(name, '0')}m{name:>6} |\033[0m "
+        if sys.stdout.isatty()
+        else f"{name:>6} | "
+    )
+    for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def _spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    threading.Thread(target=_relay, args=(name, process.stdout), daemon=True).start()
+    return process
+
+
+def _stop_all(processes: dict[str, subprocess.Popen[bytes]], redis: list[EmbeddedRedis]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in 20 s; killing it", flush=True)
+            process.kill()
+    for server in redis:
+        server.stop()
+
+
+def run() -> int:
+    os.environ.setdefault("DEBUG", "true")
+    redis = ensure_services(ROOT / ".data", database="gemini_clone")
+    port = os.environ.setdefault("PORT", "8000")
+    host = os.environ.get("HOST", "127.0.0.1")
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
+    if os.environ["DEBUG"].lower() not in {"1", "true", "yes", "on"}:
+        subprocess.run(
+            [PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
+        )
+    celery = [PYTHON, "-m", "celery", "-A", "gemini_clone"]
+    processes = {
+        "web": _spawn(
+            "web",
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "gemini_clone.asgi:application",
+                "--host",
+                host,
+                "--port",
+                port,
+                "--workers",
+                os.environ.get("WEB_CONCURRENCY", "1"),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+            ],
+        ),
+        "worker": _spawn(
+            "worker",
+            [
+                *celery,
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "threads",
+                "--concurrency",
+                os.environ.get("WORKER_CONCURRENCY", "32"),
+            ],
+        ),
+        "beat": _spawn(
+            "beat",
+            [
+                *celery,
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(ROOT / ".data" / "celerybeat-schedule"),
+            ],
+        ),
+    }
+    print(f"Serving on http://{host}:{port}  (Ctrl-C stops everything)", flush=True)
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    while not stopping.wait(0.5):
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(f"{name} exited with code {process.returncode}; stopping", flush=True)
+                exit_code = process.returncode or 1
+                stopping.set()
+    print("Stopping web, worker and beat...", flush=True)
+    _stop_all(processes, redis)
+    return exit_code
+
+
+def test(pytest_args: list[str]) -> int:
+    redis = ensure_services(ROOT / ".data" / "test", database="gemini_clone", persist_redis=False)
+    try:
+        return subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)
+    finally:
+        for server in redis:
+            server.stop()
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+        print(__doc__)
+        return 2
+    if sys.argv[1] == "run":
+        return run()
+    return test(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
