@@ -1,0 +1,55 @@
+"""Reads of the daily prompt count."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from billing.selectors import user_is_pro
+from usage.models import DailyUsage
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    limit: int | None
+    used: int
+    remaining: int | None
+    resets_at: dt.datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "limit": self.limit,
+            "used": self.used,
+            "remaining": self.remaining,
+            "resets_at": self.resets_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+
+
+def usage_zone() -> ZoneInfo:
+    return ZoneInfo(settings.USAGE_TIMEZONE)
+
+
+def usage_today(now: dt.datetime | None = None) -> dt.date:
+    return (now or timezone.now()).astimezone(usage_zone()).date()
+
+
+def usage_resets_at(day: dt.date) -> dt.datetime:
+    """The instant the day after `day` begins in `USAGE_TIMEZONE`."""
+    next_day = day + dt.timedelta(days=1)
+    return dt.datetime.combine(next_day, dt.time.min, tzinfo=usage_zone())
+
+
+def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
+    day = usage_today()
+    used = (
+        DailyUsage.objects.filter(user=user, day=day).values_list("count", flat=True).first() or 0
+    )
+    pro = user_is_pro(user=user) if is_pro is None else is_pro
+    limit = None if pro else settings.BASIC_DAILY_LIMIT
+    remaining = None if limit is None else max(limit - used, 0)
+    return UsageSummary(limit=limit, used=used, remaining=remaining, resets_at=usage_resets_at(day))
