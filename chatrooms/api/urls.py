@@ -1,3 +1,33 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from chatrooms.api import reply_views, views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("chatroom", views.ChatroomListCreateView.as_view(), name="chatroom-list"),
+    path("chatroom/<int:chatroom_id>", views.ChatroomDetailView.as_view(), name="chatroom-detail"),
+    path(
+        "chatroom/<int:chatroom_id>/messages",
+        views.MessageHistoryView.as_view(),
+        name="chatroom-messages",
+    ),
+    path(
+        "chatroom/<int:chatroom_id>/message",
+        views.MessageSendView.as_view(),
+        name="chatroom-message-send",
+    ),
+    path(
+        "chatroom/<int:chatroom_id>/message/<int:message_id>",
+        views.MessageDetailView.as_view(),
+        name="chatroom-message-detail",
+    ),
+    path(
+        "chatroom/<int:chatroom_id>/message/<int:message_id>/stream",
+        reply_views.reply_stream,
+        name="chatroom-message-stream",
+    ),
+    path(
+        "chatroom/<int:chatroom_id>/message/<int:message_id>/cancel",
+        reply_views.ReplyCancelView.as_view(),
+        name="chatroom-message-cancel",
+    ),
+]
