@@ -44,6 +44,19 @@ def usage_resets_at(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(next_day, dt.time.min, tzinfo=usage_zone())
 
 
+def rate_limit_headers(summary: UsageSummary, now: dt.datetime | None = None) -> dict[str, str]:
+    """`X-RateLimit-*` headers for a Basic user (Pro users have no limit, so none)."""
+    if summary.limit is None or summary.remaining is None:
+        return {}
+    reset_after = max(int((summary.resets_at - (now or timezone.now())).total_seconds()), 1)
+    return {
+        "X-RateLimit-Limit": str(summary.limit),
+        "X-RateLimit-Remaining": str(summary.remaining),
+        "X-RateLimit-Reset": str(int(summary.resets_at.timestamp())),
+        "X-RateLimit-Reset-After": str(reset_after),
+    }
+
+
 def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
     day = usage_today()
     used = (
