@@ -1,0 +1,202 @@
+"""Gemini through google-genai. The only module that imports google.genai.
+
+Vendor errors become ours here:
+
+- HTTP 408, 429 and 5xx, timeouts, connection failures and a stream cut short
+  -> AiError(retryable=True); the Celery task retries with backoff (the SDK's own retries
+  are off, so a failure surfaces at once and is retried in one place);
+- any other HTTP error (400, 401, 403, 404...) -> AiError(retryable=False);
+- a blocked prompt (`prompt_feedback.block_reason`) or a reply stopped by a filter
+  (finish reason SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII...)
+  -> AiBlocked(reason). A reply stopped mid-way raises after the text that came before,
+  which the caller has already seen as TextDelta items;
+- a stream that finishes with no text at all -> AiError("The model returned an empty
+  reply.", retryable=False): an empty reply is never a normal completion.
+
+Messages are meant to be shown and logged; they never contain the API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any, cast
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from chatrooms.ai.base import AiBlocked, AiError, Finish, StreamItem, TextDelta, Turn
+from chatrooms.ai.context import estimate_tokens
+
+try:  # google-genai uses httpx2 unless told otherwise; httpx is only a dev dependency.
+    import httpx
+except ImportError:  # pragma: no cover
+    httpx = None  # type: ignore[assignment]
+
+# Finish reasons that mean a filter stopped the reply, not the model.
+BLOCKING_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+    }
+)
+RETRYABLE_STATUSES = frozenset({408, 429})
+EMPTY_REPLY_MESSAGE = "The model returned an empty reply."
+
+# One connection per concurrent stream: the worker runs many threads on one client.
+_MAX_KEEPALIVE_CONNECTIONS = 256
+
+
+def _transport_errors(*names: str) -> tuple[type[Exception], ...]:
+    modules = [module for module in (httpx2, httpx) if module is not None]
+    return tuple(getattr(module, name) for module in modules for name in names)
+
+
+_TIMEOUTS = _transport_errors("TimeoutException")
+_CONNECTION_FAILURES = _transport_errors("NetworkError", "RemoteProtocolError", "ProxyError")
+
+
+class GeminiModel:
+    """The AiModel protocol on Gemini's streaming API."""
+
+    def __init__(
+        self, *, api_key: str, model: str, base_url: str = "", timeout_seconds: float
+    ) -> None:
+        self.name = model
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_seconds = timeout_seconds
+        self._client: genai.Client | None = None
+        self._client_pid = 0
+        self._client_lock = threading.Lock()
+
+    def stream(self, *, system_prompt: str, turns: list[Turn]) -> Iterator[StreamItem]:
+        try:
+            yield from self._stream(system_prompt=system_prompt, turns=turns)
+        except genai_errors.APIError as exc:
+            raise self._api_error(exc) from exc
+        except _TIMEOUTS as exc:
+            raise AiError(
+                f"Gemini did not answer within {self._timeout_seconds:g} s.", retryable=True
+            ) from exc
+        except _CONNECTION_FAILURES as exc:
+            raise AiError(
+                f"The connection to Gemini failed ({type(exc).__name__}).", retryable=True
+            ) from exc
+        except genai_errors.UnknownApiResponseError as exc:
+            raise AiError("Gemini sent a response that could not be read.", retryable=True) from exc
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    # --- internals -------------------------------------------------------------
+
+    def _stream(self, *, system_prompt: str, turns: list[Turn]) -> Iterator[StreamItem]:
+        config = types.GenerateContentConfig(
+            # Gemini rejects empty text parts, so an empty system prompt is not sent at all.
+            system_instruction=system_prompt if system_prompt.strip() else None,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            # Continuation would re-send requests behind our back; retries are the task's job.
+            automatic_continuation=False,
+        )
+        contents = [
+            types.Content(role=turn.role, parts=[types.Part(text=turn.text)])
+            for turn in turns
+            if turn.text.strip()  # an empty turn (e.g. a reply that never came) is a 400
+        ]
+        # The SDK hands back a generator; typed as one so it can be closed early.
+        responses = cast(
+            Generator[types.GenerateContentResponse, None, None],
+            self._get_client().models.generate_content_stream(
+                model=self.name, contents=contents, config=config
+            ),
+        )
+        got_text = False
+        finish_reason: str | None = None
+        prompt_tokens: int | None = None
+        output_tokens: int | None = None
+        with contextlib.closing(responses):  # an early stop by the caller frees the connection
+            for response in responses:
+                feedback = response.prompt_feedback
+                if feedback is not None and feedback.block_reason:
+                    raise AiBlocked(_enum_name(feedback.block_reason))
+                usage = response.usage_metadata
+                if usage is not None:
+                    prompt_tokens = usage.prompt_token_count or prompt_tokens
+                    output_tokens = usage.candidates_token_count or output_tokens
+                if not response.candidates:
+                    continue
+                candidate = response.candidates[0]
+                parts = (candidate.content.parts if candidate.content else None) or []
+                for part in parts:
+                    if part.text and not part.thought:
+                        got_text = True
+                        yield TextDelta(part.text)
+                if candidate.finish_reason:
+                    finish_reason = _enum_name(candidate.finish_reason)
+                    if finish_reason in BLOCKING_FINISH_REASONS:
+                        raise AiBlocked(finish_reason)
+
+        if finish_reason is None:
+            raise AiError("Gemini's reply stream ended before the model finished.", retryable=True)
+        if not got_text:
+            raise AiError(EMPTY_REPLY_MESSAGE, retryable=False)
+        yield Finish(
+            finish_reason=finish_reason, prompt_tokens=prompt_tokens, output_tokens=output_tokens
+        )
+
+    def _get_client(self) -> genai.Client:
+        """One client per process, shared by every thread (its HTTP pool is thread-safe).
+
+        A forked child builds its own: a connection pool must not cross a fork.
+        """
+        with self._client_lock:
+            if self._client is None or self._client_pid != os.getpid():
+                self._client = genai.Client(api_key=self._api_key, http_options=self._options())
+                self._client_pid = os.getpid()
+            return self._client
+
+    def _options(self) -> types.HttpOptions:
+        client_args: dict[str, Any] = {
+            "limits": httpx2.Limits(
+                max_connections=None, max_keepalive_connections=_MAX_KEEPALIVE_CONNECTIONS
+            )
+        }
+        return types.HttpOptions(
+            base_url=self._base_url or None,
+            # Milliseconds; httpx applies it to connecting and to every read, so a stream
+            # that stalls longer than this fails, while a long steady one does not.
+            timeout=int(self._timeout_seconds * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            client_args=client_args,
+        )
+
+    def _api_error(self, exc: genai_errors.APIError) -> AiError:
+        status = int(exc.code or 0)
+        retryable = status in RETRYABLE_STATUSES or status >= 500
+        detail = exc.message or "no details"
+        label = f"HTTP {status} {exc.status}" if exc.status else f"HTTP {status}"
+        message = self._scrub(f"Gemini answered {label}: {detail}")
+        return AiError(message, retryable=retryable, status=status or None)
+
+    def _scrub(self, text: str) -> str:
+        for secret in {self._api_key, self._api_key.strip()}:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def _enum_name(value: Any) -> str:
+    """`FinishReason.SAFETY` and plain strings alike -> "SAFETY"."""
+    return str(getattr(value, "value", value))
