@@ -3,13 +3,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+CHATROOM_NAME_MAX_CHARS = 200
+CHATROOM_SYSTEM_PROMPT_MAX_CHARS = 4000
+
 
 class Chatroom(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chatrooms"
     )
     # null until the user names it or a title is generated from the first message.
-    name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    name = models.CharField(  # noqa: DJ001
+        max_length=CHATROOM_NAME_MAX_CHARS, null=True, blank=True
+    )
     system_prompt = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,23 +1,283 @@
-"""Chatroom and message endpoints (work in progress this session)."""
+"""Chatroom and message endpoints: validate the request, call one service or selector, render."""
 
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from accounts.models import User
+from chatrooms import selectors, services
+from chatrooms.api import serializers as s
+from chatrooms.payloads import chatroom_payload, message_payload
+from core.errors import ApiError
+from core.pagination import page_limit
+from core.schema import ErrorResponseSerializer
+from usage.selectors import rate_limit_headers
+
+IDEMPOTENCY_KEY_MAX_CHARS = 255
+
+_LIMIT = OpenApiParameter(
+    "limit", int, description="Page size; default PAGE_SIZE_DEFAULT, values above 100 become 100."
+)
+_CURSOR = OpenApiParameter(
+    "cursor", str, description="Opaque; copy it from `next`. An invalid cursor is a 400."
+)
+_BEFORE = OpenApiParameter(
+    "before", int, description="A message id: only messages older than it. Omit for the newest."
+)
+_X_CACHE = OpenApiParameter(
+    "X-Cache",
+    str,
+    location=OpenApiParameter.HEADER,
+    response=[200],
+    enum=["HIT", "MISS"],
+    description="Whether the page came from the per-user cache. The body is the same.",
+)
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    description=(
+        "Up to 255 characters, unique per user. A retry with the same key answers the first "
+        "202 again (same body and ids, header `Idempotent-Replayed: true`) and is counted "
+        "once. The same key with another chatroom or content: 422 "
+        "`idempotency_key_mismatch`. Errors (400, 404, 409, 429) are not remembered: a retry "
+        "after one is evaluated again."
+    ),
+)
+_RATE_LIMIT_HEADERS = [
+    OpenApiParameter(
+        name,
+        int,
+        location=OpenApiParameter.HEADER,
+        response=[202],
+        description=f"{text} Basic users only: Pro users have no daily limit and get none.",
+    )
+    for name, text in (
+        ("X-RateLimit-Limit", "Prompts a day."),
+        ("X-RateLimit-Remaining", "Prompts left today, after this one."),
+        ("X-RateLimit-Reset", "When the count resets, in epoch seconds."),
+    )
+]
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorResponseSerializer, description=description)
+
+
+def _user(request: Request) -> User:
+    return cast(User, request.user)
+
+
+def _invalid(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: [message]})
+
+
+def _before_param(request: Request) -> int | None:
+    raw = request.query_params.get("before")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdecimal() or len(raw) > 18 or int(raw) <= 0:
+        raise _invalid("before", "A message id (a positive integer) is required.")
+    return int(raw)
+
+
+def _list_url(request: Request) -> str:
+    return request.build_absolute_uri(request.path)
+
+
+def _detail_body(detail: selectors.ChatroomDetail) -> dict[str, Any]:
+    return {
+        **chatroom_payload(detail.chatroom),
+        "messages": [message_payload(message) for message in detail.messages],
+        "has_more_messages": detail.has_more_messages,
+    }
 
 
 class ChatroomListCreateView(APIView):
-    pass
+    @extend_schema(
+        operation_id="chatroom_list",
+        summary="List my chatrooms",
+        description=(
+            "Newest first, paged with an opaque cursor. Served from a per-user cache "
+            "(CHATROOM_LIST_CACHE_TTL seconds) that every create, rename, delete and generated "
+            "title invalidates at once."
+        ),
+        parameters=[_LIMIT, _CURSOR, _X_CACHE],
+        responses={
+            200: s.ChatroomPageSerializer,
+            400: _error("Invalid cursor (`validation_error`)."),
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        cursor = request.query_params.get("cursor")
+        before_id = None
+        if cursor:
+            before_id = selectors.list_cursor_decode(cursor)
+            if before_id is None:
+                raise _invalid("cursor", "Invalid cursor.")
+        page = selectors.chatroom_list_page(
+            user_id=_user(request).pk,
+            before_id=before_id,
+            limit=page_limit(request.query_params),
+            list_url=_list_url(request),
+        )
+        # The body is ready JSON bytes (from the cache or freshly rendered): no re-encoding.
+        response = HttpResponse(page.body, content_type="application/json")
+        response["X-Cache"] = "HIT" if page.cache_hit else "MISS"
+        return response
+
+    @extend_schema(
+        operation_id="chatroom_create",
+        summary="Create a chatroom",
+        request=s.ChatroomWriteSerializer,
+        responses={201: s.ChatroomSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.ChatroomWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        chatroom = services.chatroom_create(
+            user=_user(request),
+            name=data.get("name"),
+            system_prompt=data.get("system_prompt", ""),
+        )
+        return Response(chatroom_payload(chatroom), status=201)
 
 
 class ChatroomDetailView(APIView):
-    pass
+    @extend_schema(
+        operation_id="chatroom_retrieve",
+        summary="A chatroom with its newest messages",
+        responses={200: s.ChatroomDetailSerializer},
+    )
+    def get(self, request: Request, chatroom_id: int) -> Response:
+        detail = selectors.chatroom_detail(user=_user(request), chatroom_id=chatroom_id)
+        return Response(_detail_body(detail))
+
+    @extend_schema(
+        operation_id="chatroom_update",
+        summary="Rename a chatroom or change its system prompt",
+        description="Only the fields sent change. `name: null` brings back the generated title.",
+        request=s.ChatroomWriteSerializer,
+        responses={200: s.ChatroomSerializer},
+    )
+    def patch(self, request: Request, chatroom_id: int) -> Response:
+        serializer = s.ChatroomWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        chatroom = services.chatroom_update(
+            user=_user(request),
+            chatroom_id=chatroom_id,
+            **s.chatroom_changes(serializer.validated_data),
+        )
+        return Response(chatroom_payload(chatroom))
+
+    @extend_schema(
+        operation_id="chatroom_delete",
+        summary="Delete a chatroom and all its messages",
+        responses={204: None},
+    )
+    def delete(self, request: Request, chatroom_id: int) -> Response:
+        services.chatroom_delete(user=_user(request), chatroom_id=chatroom_id)
+        return Response(status=204)
 
 
 class MessageHistoryView(APIView):
-    pass
+    @extend_schema(
+        operation_id="chatroom_messages",
+        summary="Page back through a chatroom's messages",
+        description=(
+            "Without `before`: the newest `limit` messages. Each page is ordered oldest first; "
+            "`next` is the page of messages just before the first one of this page."
+        ),
+        parameters=[_BEFORE, _LIMIT],
+        responses={
+            200: s.MessagePageSerializer,
+            400: _error("`before` is not a message id (`validation_error`)."),
+        },
+    )
+    def get(self, request: Request, chatroom_id: int) -> Response:
+        before_id = _before_param(request)
+        limit = page_limit(request.query_params)
+        page = selectors.message_history(
+            user=_user(request), chatroom_id=chatroom_id, before_id=before_id, limit=limit
+        )
+        next_url = None
+        if page.has_more:
+            oldest = page.messages[0].pk
+            next_url = f"{_list_url(request)}?before={oldest}&limit={limit}"
+        return Response({"results": [message_payload(m) for m in page.messages], "next": next_url})
 
 
 class MessageSendView(APIView):
-    pass
+    @extend_schema(
+        operation_id="chatroom_message_send",
+        summary="Send a message; the reply is generated in the background",
+        description=(
+            "Stores the message and a `pending` reply, counts one prompt against the daily "
+            "limit and answers 202 at once; poll the reply or read its stream."
+        ),
+        parameters=[_IDEMPOTENCY_KEY, *_RATE_LIMIT_HEADERS],
+        request=s.MessageSendSerializer,
+        responses={
+            202: s.MessageSendResponseSerializer,
+            409: _error(
+                "This chatroom's last reply is still pending or streaming "
+                "(`reply_in_progress`; `details.reply_id` names it)."
+            ),
+            422: _error(
+                "The Idempotency-Key was used for another request (`idempotency_key_mismatch`)."
+            ),
+            429: _error(
+                "Daily limit reached (`daily_limit_exceeded`, details "
+                "`{limit, used, resets_at}`, headers Retry-After and X-RateLimit-*)."
+            ),
+        },
+    )
+    def post(self, request: Request, chatroom_id: int) -> Response:
+        serializer = s.MessageSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.message_send(
+            user=_user(request),
+            chatroom_id=chatroom_id,
+            content=serializer.validated_data["content"],
+            idempotency_key=_idempotency_key(request),
+        )
+        headers = rate_limit_headers(result.usage)
+        headers.pop("X-RateLimit-Reset-After", None)
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(result.body, status=result.status, headers=headers)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX_CHARS:
+        raise ApiError(
+            "The Idempotency-Key header must be 1 to 255 characters.",
+            code="validation_error",
+            details={"fields": {"Idempotency-Key": ["Must be 1 to 255 characters."]}},
+        )
+    return key
 
 
 class MessageDetailView(APIView):
-    pass
+    @extend_schema(
+        operation_id="chatroom_message_retrieve",
+        summary="One message (poll a reply with it)",
+        responses={200: s.MessageSerializer},
+    )
+    def get(self, request: Request, chatroom_id: int, message_id: int) -> Response:
+        message = selectors.message_get(
+            user=_user(request), chatroom_id=chatroom_id, message_id=message_id
+        )
+        return Response(message_payload(message))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from chatrooms import services
+from chatrooms.cache import list_cache_invalidate_on_commit
+from chatrooms.models import Chatroom, IdempotencyRecord, Message
+
+_MESSAGE_FIELDS = (
+    "role",
+    "status",
+    "content",
+    "error_code",
+    "error_message",
+    "model_name",
+    "prompt_tokens",
+    "output_tokens",
+    "attempts",
+    "created_at",
+    "completed_at",
+)
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = _MESSAGE_FIELDS
+    readonly_fields = _MESSAGE_FIELDS
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-id",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Chatroom)
+class ChatroomAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "user", "created_at", "updated_at")
+    list_select_related = ("user",)
+    list_filter = ("created_at",)
+    search_fields = ("=id", "name", "user__phone")
+    raw_id_fields = ("user",)
+    readonly_fields = ("created_at", "updated_at")
+    date_hierarchy = "created_at"
+    inlines = (MessageInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Chatroom | None = None) -> Any:
+        # The owner is fixed once created: moving chatrooms between users is not a feature.
+        return (*self.readonly_fields, "user") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Chatroom, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        list_cache_invalidate_on_commit(user_id=obj.user_id)
+
+    def delete_model(self, request: HttpRequest, obj: Chatroom) -> None:
+        services.chatroom_delete(user=obj.user, chatroom_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Chatroom]) -> None:
+        user_ids = set(queryset.values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for user_id in user_ids:
+            list_cache_invalidate_on_commit(user_id=user_id)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "chatroom", "role", "status", "model_name", "created_at")
+    list_select_related = ("chatroom",)
+    list_filter = ("status", "role", "created_at")
+    search_fields = ("=id", "content", "=chatroom__id", "chatroom__user__phone")
+    raw_id_fields = ("chatroom",)
+    readonly_fields = ("created_at", "updated_at", "completed_at", "lease_expires_at")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(admin.ModelAdmin):
+    list_display = ("key", "user", "response_status", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("=key", "user__phone")
+    raw_id_fields = ("user",)
+    readonly_fields = ("user", "key", "request_hash", "response_status", "response_body")
+    date_hierarchy = "created_at"

@@ -1,0 +1,133 @@
+"""Request validation and, for the OpenAPI schema, the shapes of the responses.
+
+Responses themselves are rendered by `chatrooms.payloads` (the cache stores those bytes);
+the output serializers here only describe them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from chatrooms.models import (
+    CHATROOM_NAME_MAX_CHARS,
+    CHATROOM_SYSTEM_PROMPT_MAX_CHARS,
+    Message,
+)
+from core.fields import StrictCharField
+
+# --- Input -----------------------------------------------------------------------------
+
+
+class ChatroomWriteSerializer(serializers.Serializer):
+    name = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=CHATROOM_NAME_MAX_CHARS,
+        help_text=(
+            f"Up to {CHATROOM_NAME_MAX_CHARS} characters, trimmed. `null` or blank: a title is "
+            "generated from the first message (on PATCH, from the existing first message)."
+        ),
+    )
+    system_prompt = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=CHATROOM_SYSTEM_PROMPT_MAX_CHARS,
+        help_text=(
+            f"Instructions the model sees before the conversation; up to "
+            f"{CHATROOM_SYSTEM_PROMPT_MAX_CHARS} characters, trimmed. Empty: none."
+        ),
+    )
+
+    def validate_name(self, value: str | None) -> str | None:
+        return value or None
+
+
+class MessageSendSerializer(serializers.Serializer):
+    content = StrictCharField(
+        max_length=settings.MESSAGE_MAX_CHARS,
+        help_text=(
+            f"The prompt: 1 to MESSAGE_MAX_CHARS ({settings.MESSAGE_MAX_CHARS}) characters "
+            "after trimming surrounding whitespace."
+        ),
+    )
+
+    def validate_content(self, value: str) -> str:
+        # Checked here too so that a MESSAGE_MAX_CHARS changed at runtime (tests) applies.
+        if len(value) > settings.MESSAGE_MAX_CHARS:
+            raise serializers.ValidationError(
+                f"Ensure this field has no more than {settings.MESSAGE_MAX_CHARS} characters."
+            )
+        return value
+
+
+# --- Output (schema only) ----------------------------------------------------------------
+
+
+class ChatroomSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(
+        allow_null=True, help_text="`null` until named or titled from the first message."
+    )
+    system_prompt = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class MessageErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.ChoiceField(choices=Message.Role.choices)
+    content = serializers.CharField(
+        help_text="The text so far; final once `status` is no longer pending or streaming."
+    )
+    status = serializers.ChoiceField(choices=Message.Status.choices)
+    error = MessageErrorSerializer(
+        allow_null=True, help_text="Why a reply failed or was blocked; otherwise `null`."
+    )
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ChatroomDetailSerializer(ChatroomSerializer):
+    messages = MessageSerializer(many=True, help_text="The newest 50 messages, oldest first.")
+    has_more_messages = serializers.BooleanField(
+        help_text="Older messages exist: page them with `/messages?before=<first id>`."
+    )
+
+
+class ChatroomPageSerializer(serializers.Serializer):
+    results = ChatroomSerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or `null`.")
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True, help_text="Oldest first within the page.")
+    next = serializers.URLField(
+        allow_null=True, help_text="The page of messages just before these, or `null`."
+    )
+
+
+class UsageSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="`null` for Pro.")
+    used = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True, help_text="`null` for Pro.")
+    resets_at = serializers.DateTimeField()
+
+
+class MessageSendResponseSerializer(serializers.Serializer):
+    user_message = MessageSerializer()
+    reply = MessageSerializer(help_text="`pending`: poll it or read its stream.")
+    usage = UsageSerializer(help_text="Today's count, including this prompt.")
+
+
+def chatroom_changes(data: dict[str, Any]) -> dict[str, Any]:
+    """The validated fields a client actually sent, as keyword arguments for the services."""
+    return {key: data[key] for key in ("name", "system_prompt") if key in data}

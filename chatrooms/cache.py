@@ -1,0 +1,140 @@
+"""Per-user Redis cache of the chatroom list: ready response bodies, one round trip per hit.
+
+Keys (with the cache's KEY_PREFIX and a `{user_id}` hash tag, so both live on one node):
+
+- `<prefix>:chatrooms:list:{<user_id>}`: a hash; field = normalised query, value = the JSON
+  body of that page, exactly as sent to the client.
+- `<prefix>:chatrooms:epoch:{<user_id>}`: a counter that every invalidation bumps.
+
+A read fetches the page and the epoch together. A miss stores its page only if the epoch is
+still the one it read before querying the database, so a page built from rows older than an
+invalidation can never be stored after that invalidation. The hash expires
+CHATROOM_LIST_CACHE_TTL seconds after its first page was stored, so no page outlives the TTL.
+
+Redis being down is never an error: reads become misses and stores are skipped. A failed
+invalidation is remembered by this process and retried before its next read, so a page it
+missed does not outlive the outage here; other processes may serve it until the TTL ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django_redis import get_redis_connection
+from redis import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# Far longer than any request, so an epoch never resets under a miss that is still running.
+EPOCH_TTL_SECONDS = 24 * 3600
+
+# Failed invalidations waiting for Redis to come back (bounded: past it, the TTL has to do).
+_PENDING_MAX = 10_000
+_pending: set[int] = set()
+_pending_lock = threading.Lock()
+
+# KEYS: page hash, epoch. ARGV: epoch read before the query, field, body, ttl.
+# (TTL check rather than `EXPIRE ... NX`, which Redis 6 lacks.)
+_STORE_IF_CURRENT = """
+local epoch = redis.call('GET', KEYS[2]) or '0'
+if epoch ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class CacheRead:
+    """A page body on a hit; on a miss, the epoch to hand back to `list_cache_store`."""
+
+    body: bytes | None
+    epoch: str | None  # None when Redis could not be read: do not try to store
+
+
+def _keys(user_id: int) -> tuple[str, str]:
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    base = f"{prefix}:chatrooms" if prefix else "chatrooms"
+    return f"{base}:list:{{{user_id}}}", f"{base}:epoch:{{{user_id}}}"
+
+
+def _redis() -> Redis:
+    return get_redis_connection("default")
+
+
+def list_cache_read(*, user_id: int, field: str) -> CacheRead:
+    if _pending and not _retry_pending_invalidations():
+        return CacheRead(body=None, epoch=None)
+    pages_key, epoch_key = _keys(user_id)
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        pipe.hget(pages_key, field)
+        pipe.get(epoch_key)
+        body, epoch = pipe.execute()
+    except RedisError as exc:
+        logger.warning("Chatroom list cache unavailable, reading the database: %r", exc)
+        return CacheRead(body=None, epoch=None)
+    return CacheRead(body=body, epoch=epoch.decode() if epoch is not None else "0")
+
+
+def list_cache_store(*, user_id: int, field: str, body: bytes, epoch: str) -> bool:
+    """Store a page unless an invalidation happened since `epoch` was read. True if stored."""
+    pages_key, epoch_key = _keys(user_id)
+    try:
+        client = _redis()
+        stored = client.register_script(_STORE_IF_CURRENT)(
+            keys=[pages_key, epoch_key],
+            args=[epoch, field, body, settings.CHATROOM_LIST_CACHE_TTL],
+            client=client,
+        )
+    except RedisError as exc:
+        logger.warning("Chatroom list cache not stored: %r", exc)
+        return False
+    return bool(stored)
+
+
+def list_cache_invalidate(*, user_id: int) -> None:
+    try:
+        _invalidate([user_id])
+    except RedisError as exc:
+        logger.warning("Chatroom list cache of user %s not invalidated: %r", user_id, exc)
+        with _pending_lock:
+            if len(_pending) < _PENDING_MAX:
+                _pending.add(user_id)
+
+
+def _invalidate(user_ids: list[int]) -> None:
+    pipe = _redis().pipeline(transaction=True)
+    for user_id in user_ids:
+        pages_key, epoch_key = _keys(user_id)
+        pipe.incr(epoch_key)
+        pipe.expire(epoch_key, EPOCH_TTL_SECONDS)
+        pipe.delete(pages_key)
+    pipe.execute()
+
+
+def _retry_pending_invalidations() -> bool:
+    """Invalidate what failed earlier. False while Redis is still unreachable."""
+    with _pending_lock:
+        user_ids = list(_pending)
+        _pending.clear()
+    if not user_ids:
+        return True
+    try:
+        _invalidate(user_ids)
+    except RedisError:
+        with _pending_lock:
+            _pending.update(user_ids)
+        return False
+    return True
+
+
+def list_cache_invalidate_on_commit(*, user_id: int) -> None:
+    """Invalidate once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(partial(list_cache_invalidate, user_id=user_id))

@@ -1,0 +1,146 @@
+"""Reads of chatrooms and messages, always scoped to their owner."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from accounts.models import User
+from chatrooms import cache
+from chatrooms.models import Chatroom, Message
+from chatrooms.payloads import chatroom_payload
+from core.errors import NotFound
+
+DETAIL_MESSAGES = 50
+
+
+@dataclass(frozen=True)
+class ChatroomListPage:
+    body: bytes
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class ChatroomDetail:
+    chatroom: Chatroom
+    messages: list[Message]  # oldest first
+    has_more_messages: bool
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    messages: list[Message]  # oldest first
+    has_more: bool
+
+
+def render_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON, the same bytes DRF's JSONRenderer would send."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def chatroom_get(*, user: User, chatroom_id: int) -> Chatroom:
+    chatroom = Chatroom.objects.filter(pk=chatroom_id, user=user).first()
+    if chatroom is None:
+        raise NotFound("Chatroom not found.")
+    return chatroom
+
+
+def chatroom_list_page(
+    *, user_id: int, before_id: int | None, limit: int, list_url: str
+) -> ChatroomListPage:
+    """One page of the user's chatrooms, newest first, served from the cache when possible.
+
+    `list_url` (absolute, no query) is the base of the `next` link, hence part of the key.
+    """
+    field = f"{list_url}|{before_id or ''}|{limit}"
+    cached = cache.list_cache_read(user_id=user_id, field=field)
+    if cached.body is not None:
+        return ChatroomListPage(body=cached.body, cache_hit=True)
+
+    rows = Chatroom.objects.filter(user_id=user_id).order_by("-id")
+    if before_id is not None:
+        rows = rows.filter(id__lt=before_id)
+    chatrooms = list(rows[: limit + 1])
+    more = len(chatrooms) > limit
+    chatrooms = chatrooms[:limit]
+    next_url = None
+    if more:
+        next_url = f"{list_url}?cursor={list_cursor_encode(chatrooms[-1].pk)}&limit={limit}"
+    body = render_json(
+        {"results": [chatroom_payload(chatroom) for chatroom in chatrooms], "next": next_url}
+    )
+    if cached.epoch is not None:
+        cache.list_cache_store(user_id=user_id, field=field, body=body, epoch=cached.epoch)
+    return ChatroomListPage(body=body, cache_hit=False)
+
+
+def chatroom_detail(*, user: User, chatroom_id: int) -> ChatroomDetail:
+    chatroom = chatroom_get(user=user, chatroom_id=chatroom_id)
+    newest = list(chatroom.messages.order_by("-id")[: DETAIL_MESSAGES + 1])
+    return ChatroomDetail(
+        chatroom=chatroom,
+        messages=newest[:DETAIL_MESSAGES][::-1],
+        has_more_messages=len(newest) > DETAIL_MESSAGES,
+    )
+
+
+def message_history(
+    *, user: User, chatroom_id: int, before_id: int | None, limit: int
+) -> MessagePage:
+    """The `limit` messages before `before_id` (or the newest), returned oldest first."""
+    chatroom = chatroom_get(user=user, chatroom_id=chatroom_id)
+    rows = chatroom.messages.order_by("-id")
+    if before_id is not None:
+        rows = rows.filter(id__lt=before_id)
+    newest = list(rows[: limit + 1])
+    return MessagePage(messages=newest[:limit][::-1], has_more=len(newest) > limit)
+
+
+def message_get(*, user: User, chatroom_id: int, message_id: int) -> Message:
+    message = Message.objects.filter(
+        pk=message_id, chatroom_id=chatroom_id, chatroom__user=user
+    ).first()
+    if message is None:
+        raise NotFound("Message not found.")
+    return message
+
+
+def chatroom_latest_reply_status(*, chatroom_id: int) -> tuple[int, str] | None:
+    """Id and status of the chatroom's newest model reply, if it has one."""
+    row = (
+        Message.objects.filter(chatroom_id=chatroom_id, role=Message.Role.MODEL)
+        .order_by("-id")
+        .values_list("id", "status")
+        .first()
+    )
+    return (row[0], row[1]) if row is not None else None
+
+
+def chatroom_first_user_message(*, chatroom_id: int) -> str | None:
+    return (
+        Message.objects.filter(chatroom_id=chatroom_id, role=Message.Role.USER)
+        .order_by("id")
+        .values_list("content", flat=True)
+        .first()
+    )
+
+
+# --- List cursors: opaque to clients, an id bound to us ---------------------------------
+
+_CURSOR_PREFIX = "c1."
+
+
+def list_cursor_encode(before_id: int) -> str:
+    return f"{_CURSOR_PREFIX}{before_id:x}"
+
+
+def list_cursor_decode(cursor: str) -> int | None:
+    """The id bound of a cursor made by `list_cursor_encode`, or None if it is not one."""
+    if not cursor.startswith(_CURSOR_PREFIX):
+        return None
+    digits = cursor[len(_CURSOR_PREFIX) :]
+    if not digits or len(digits) > 16 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    value = int(digits, 16)
+    return value if value > 0 else None

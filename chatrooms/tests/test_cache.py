@@ -1,0 +1,242 @@
+"""The cached chatroom list: hits, misses, invalidation on commit, and Redis being down."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import transaction
+from django.test import override_settings
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from chatrooms import cache
+from chatrooms.models import Chatroom
+from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for
+
+# Invalidation runs on commit: these tests commit for real.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def user() -> User:
+    return UserFactory.create()
+
+
+@pytest.fixture
+def client(user: User) -> APIClient:
+    return client_for(user)
+
+
+def _list(client: APIClient, path: str = "/api/chatroom") -> tuple[str, bytes]:
+    response = client.get(path)
+    assert response.status_code == 200
+    return response["X-Cache"], response.content
+
+
+def _names(body: bytes) -> list[str | None]:
+    return [room["name"] for room in json.loads(body)["results"]]
+
+
+def test_second_read_is_a_hit_with_the_same_body(client: APIClient, user: User) -> None:
+    ChatroomFactory.create(user=user, name="Alpha")
+    ChatroomFactory.create(user=user, name="Beta")
+    miss = _list(client)
+    hit = _list(client)
+    assert miss[0] == "MISS"
+    assert hit == ("HIT", miss[1])
+    assert _names(hit[1]) == ["Beta", "Alpha"]
+
+
+def test_a_hit_does_not_touch_the_database(
+    client: APIClient, user: User, django_assert_num_queries
+) -> None:
+    ChatroomFactory.create(user=user)
+    _list(client)
+    with django_assert_num_queries(0):
+        assert _list(client)[0] == "HIT"
+
+
+def test_each_page_and_limit_is_cached_separately(client: APIClient, user: User) -> None:
+    for index in range(3):
+        ChatroomFactory.create(user=user, name=f"Room {index}")
+    assert _list(client, "/api/chatroom?limit=2")[0] == "MISS"
+    assert _list(client, "/api/chatroom?limit=1")[0] == "MISS"
+    state, _ = _list(client, "/api/chatroom?limit=2")
+    assert state == "HIT"
+    next_url = client.get("/api/chatroom?limit=2").json()["next"]
+    second = client.get(next_url)
+    assert second["X-Cache"] == "MISS"
+    assert _names(second.content) == ["Room 0"]
+    assert client.get(next_url)["X-Cache"] == "HIT"
+    # Out-of-range limits are normalised, so they share the capped page.
+    _list(client, "/api/chatroom?limit=100")
+    assert _list(client, "/api/chatroom?limit=5000")[0] == "HIT"
+
+
+def test_users_never_see_each_others_cached_list(client: APIClient, user: User) -> None:
+    ChatroomFactory.create(user=user, name="Mine")
+    _list(client)
+    stranger = UserFactory.create()
+    ChatroomFactory.create(user=stranger, name="Theirs")
+    state, body = _list(client_for(stranger))
+    assert state == "MISS"
+    assert _names(body) == ["Theirs"]
+    assert _names(_list(client)[1]) == ["Mine"]
+
+
+def test_create_invalidates(client: APIClient) -> None:
+    _list(client)
+    assert _list(client)[0] == "HIT"
+    client.post("/api/chatroom", {"name": "Fresh"}, format="json")
+    state, body = _list(client)
+    assert state == "MISS"
+    assert _names(body) == ["Fresh"]
+
+
+def test_rename_and_prompt_change_invalidate(client: APIClient, user: User) -> None:
+    chatroom = ChatroomFactory.create(user=user, name="Before")
+    _list(client)
+    client.patch(f"/api/chatroom/{chatroom.pk}", {"name": "After"}, format="json")
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", ["After"])
+    assert _list(client)[0] == "HIT"
+    client.patch(f"/api/chatroom/{chatroom.pk}", {"system_prompt": "Be kind."}, format="json")
+    state, body = _list(client)
+    assert state == "MISS"
+    assert b"Be kind." in body
+
+
+def test_delete_invalidates(client: APIClient, user: User) -> None:
+    keep = ChatroomFactory.create(user=user, name="Keep")
+    gone = ChatroomFactory.create(user=user, name="Gone")
+    _list(client)
+    assert client.delete(f"/api/chatroom/{gone.pk}").status_code == 204
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", [keep.name])
+
+
+def test_generated_title_invalidates(client: APIClient) -> None:
+    chatroom_id = client.post("/api/chatroom", {}, format="json").json()["id"]
+    _list(client)
+    assert _names(_list(client)[1]) == [None]
+    response = client.post(
+        f"/api/chatroom/{chatroom_id}/message", {"content": "Best pizza in Naples?"}, format="json"
+    )
+    assert response.status_code == 202
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", ["Best pizza in Naples?"])
+
+
+def test_a_failed_request_does_not_invalidate(client: APIClient, user: User) -> None:
+    chatroom = ChatroomFactory.create(user=user, name="Same")
+    _list(client)
+    bad = client.patch(f"/api/chatroom/{chatroom.pk}", {"name": "x" * 500}, format="json")
+    assert bad.status_code == 400
+    assert _list(client)[0] == "HIT"
+
+
+def test_invalidation_waits_for_the_commit(client: APIClient, user: User) -> None:
+    """Until the transaction commits, readers keep getting the committed list."""
+    from chatrooms.services import chatroom_create
+
+    _list(client)
+    with transaction.atomic():
+        chatroom_create(user=user, name="Not yet", system_prompt="")
+        assert _list(client)[0] == "HIT"
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", ["Not yet"])
+
+
+def test_a_page_read_before_an_invalidation_is_not_stored(user: User) -> None:
+    """A slow miss racing with a change cannot leave the old list in the cache."""
+    started = cache.list_cache_read(user_id=user.pk, field="page")
+    assert started.body is None and started.epoch is not None
+    cache.list_cache_invalidate(user_id=user.pk)
+    assert not cache.list_cache_store(
+        user_id=user.pk, field="page", body=b"stale", epoch=started.epoch
+    )
+    assert cache.list_cache_read(user_id=user.pk, field="page").body is None
+    fresh = cache.list_cache_read(user_id=user.pk, field="page")
+    assert fresh.epoch is not None
+    assert cache.list_cache_store(user_id=user.pk, field="page", body=b"new", epoch=fresh.epoch)
+    assert cache.list_cache_read(user_id=user.pk, field="page").body == b"new"
+
+
+def test_pages_expire_after_the_ttl(client: APIClient, user: User, settings) -> None:
+    settings.CHATROOM_LIST_CACHE_TTL = 1
+    ChatroomFactory.create(user=user)
+    _list(client)
+    _list(client, "/api/chatroom?limit=3")  # a later page does not extend the first one
+    assert _list(client)[0] == "HIT"
+    time.sleep(1.2)
+    assert _list(client)[0] == "MISS"
+
+
+def test_keys_use_the_cache_prefix(client: APIClient, user: User, settings) -> None:
+    _list(client)
+    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    keys = {key.decode() for key in get_redis_connection("default").keys(f"{prefix}:chatrooms:*")}
+    assert f"{prefix}:chatrooms:list:{{{user.pk}}}" in keys
+
+
+# --- Redis down -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dead_redis(settings) -> Iterator[None]:
+    caches = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {
+                **settings.CACHES["default"]["OPTIONS"],
+                "SOCKET_CONNECT_TIMEOUT": 0.2,
+                "SOCKET_TIMEOUT": 0.2,
+            },
+        }
+    }
+    with override_settings(CACHES=caches):
+        yield
+
+
+@pytest.mark.usefixtures("dead_redis")
+def test_everything_works_from_the_database_when_redis_is_down(client: APIClient) -> None:
+    started = time.monotonic()
+    created = client.post("/api/chatroom", {"name": "Offline"}, format="json")
+    assert created.status_code == 201
+    chatroom_id = created.json()["id"]
+    for _ in range(2):
+        state, body = _list(client)
+        assert (state, _names(body)) == ("MISS", ["Offline"])
+    renamed = client.patch(f"/api/chatroom/{chatroom_id}", {"name": "Renamed"}, format="json")
+    assert renamed.status_code == 200
+    assert _names(_list(client)[1]) == ["Renamed"]
+    assert client.delete(f"/api/chatroom/{chatroom_id}").status_code == 204
+    assert _names(_list(client)[1]) == []
+    assert time.monotonic() - started < 5
+
+
+def test_a_broken_connection_falls_back_to_the_database(
+    client: APIClient, user: User, monkeypatch
+) -> None:
+    ChatroomFactory.create(user=user, name="Solid")
+    _list(client)
+    assert _list(client)[0] == "HIT"
+    pool = get_redis_connection("default").connection_pool
+    monkeypatch.setitem(pool.connection_kwargs, "port", 1)
+    pool.reset()  # drop the live connections: new ones go to the dead port
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", ["Solid"])
+    client.post("/api/chatroom", {"name": "During the outage"}, format="json")
+    assert _names(_list(client)[1]) == ["During the outage", "Solid"]
+    # Back online: the invalidation missed during the outage is not lost.
+    monkeypatch.undo()
+    pool.reset()
+    state, body = _list(client)
+    assert (state, _names(body)) == ("MISS", ["During the outage", "Solid"])
+    assert _list(client)[0] == "HIT"
+    assert Chatroom.objects.count() == 2
