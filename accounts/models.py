@@ -53,3 +53,39 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return str(self.phone)
+
+
+class OneTimeCode(models.Model):
+    """One OTP sent to a phone. Only a keyed hash of the code is kept (see `accounts.otp`).
+
+    The rows double as the send log the resend cooldown and the hourly limits count.
+    """
+
+    class Purpose(models.TextChoices):
+        LOGIN = "login", "Login"
+        PASSWORD_RESET = "password_reset", "Password reset"
+
+    phone = PhoneNumberField()
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    code_hash = models.CharField(max_length=64, editable=False)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Wrong tries so far.")
+    used_at = models.DateTimeField(null=True, blank=True)
+    from_signup = models.BooleanField(
+        default=False, help_text="Issued by signup: verifying it keeps the password chosen there."
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["phone", "purpose", "-created_at"], name="otp_phone_purpose_recent"
+            ),
+            models.Index(fields=["client_ip", "created_at"], name="otp_ip_created"),
+        ]
+        ordering = ("-created_at",)
+        verbose_name = "one-time code"
+
+    def __str__(self) -> str:
+        return f"{self.purpose} code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.models import OneTimeCode, User
+
+
+class UserAddForm(AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("phone",)
+
+
+class UserEditForm(UserChangeForm):
+    # The password appears as Django's read-only summary, changed only through its own form.
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+class PhoneVerifiedFilter(admin.SimpleListFilter):
+    title = "verified"
+    parameter_name = "verified"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(phone_verified_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(phone_verified_at__isnull=True)
+        return queryset
+
+
+def _as_e164(term: str) -> str | None:
+    try:
+        number = phonenumbers.parse(term, settings.PHONENUMBER_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = UserEditForm
+    add_form = UserAddForm
+    fieldsets = (
+        (None, {"fields": ("phone", "password")}),
+        ("Profile", {"fields": ("name", "email")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
+        ("Important dates", {"fields": ("phone_verified_at", "last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("phone", "usable_password", "password1", "password2"),
+            },
+        ),
+    )
+    list_display = ("phone", "name", "email", "is_verified", "is_staff", "is_active", "date_joined")
+    list_filter = ("is_staff", "is_active", PhoneVerifiedFilter, "date_joined")
+    search_fields = ("phone", "name", "email")
+    ordering = ("-date_joined",)
+    readonly_fields = ("last_login", "date_joined")
+
+    @admin.display(boolean=True, description="verified", ordering="phone_verified_at")
+    def is_verified(self, obj: User) -> bool:
+        return obj.phone_verified_at is not None
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """A number typed in any format (`98765 43210`) also finds its E.164 account."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        e164 = _as_e164(search_term)
+        if e164 is not None:
+            results |= queryset.filter(phone=e164)
+        return results, may_have_duplicates
+
+
+@admin.register(OneTimeCode)
+class OneTimeCodeAdmin(admin.ModelAdmin):
+    """Read-only: operators can see that codes were sent and tried, never the codes."""
+
+    list_display = ("phone", "purpose", "created_at", "expires_at", "attempts", "used_at")
+    list_filter = ("purpose", "created_at")
+    search_fields = ("phone",)
+    exclude = ("code_hash",)
+    readonly_fields = (
+        "phone",
+        "purpose",
+        "client_ip",
+        "created_at",
+        "expires_at",
+        "attempts",
+        "used_at",
+        "from_signup",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,40 @@
+"""Plain-dict renderings of the account endpoints' answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+
+from accounts.models import User
+from accounts.otp import IssuedCode
+from billing.selectors import user_tier
+from usage.selectors import usage_summary
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def user_payload(user: User) -> dict[str, Any]:
+    """The `user` object. An unset name or email is null, never ""."""
+    tier = user_tier(user=user)
+    return {
+        "id": user.pk,
+        "phone": str(user.phone),
+        "name": user.name or None,
+        "email": user.email or None,
+        "tier": tier,
+        "has_password": user.has_usable_password(),
+        "date_joined": _iso(user.date_joined),
+        # The tier is passed on so Pro is looked up once per answer.
+        "usage": usage_summary(user=user, is_pro=tier == "pro").as_dict(),
+    }
+
+
+def code_sent_payload(issued: IssuedCode, detail: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"detail": detail, "expires_in": issued.expires_in}
+    if settings.OTP_RETURN_IN_RESPONSE and issued.code is not None:
+        payload["otp"] = issued.code
+    return payload

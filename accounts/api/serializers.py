@@ -1,0 +1,198 @@
+"""Request validation and response shapes of the auth and account endpoints.
+
+Request serializers only validate; answers are built by `accounts.api.payloads`, and the
+response serializers here describe them for the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from accounts.api.fields import PhoneField
+from accounts.models import User
+from accounts.selectors import user_get_by_phone
+from core.fields import StrictCharField, StrictEmailField
+
+_code_format = RegexValidator(r"^[0-9]{6}$", "Enter the 6-digit code.")
+
+
+def _otp_field() -> StrictCharField:
+    return StrictCharField(validators=[_code_format], help_text="The 6-digit code.")
+
+
+def _password_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(
+        trim_whitespace=False, max_length=4096, style={"input_type": "password"}, **kwargs
+    )
+
+
+def _name_field() -> StrictCharField:
+    return StrictCharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text='Display name; null or "" clears it.',
+    )
+
+
+def _email_field() -> StrictEmailField:
+    return StrictEmailField(
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text='Contact e-mail; null or "" clears it.',
+    )
+
+
+def password_rule_errors(password: str, user: User) -> list[str]:
+    """The messages of Django's password validators (AUTH_PASSWORD_VALIDATORS), if any."""
+    try:
+        password_validation.validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        return list(exc.messages)
+    return []
+
+
+# --- Requests ---------------------------------------------------------------------
+
+
+class SendOtpSerializer(serializers.Serializer):
+    phone = PhoneField()
+
+
+class VerifyOtpSerializer(serializers.Serializer):
+    phone = PhoneField()
+    otp = _otp_field()
+
+
+class SignupSerializer(serializers.Serializer):
+    phone = PhoneField()
+    name = _name_field()
+    email = _email_field()
+    password = _password_field(
+        required=False,
+        help_text="Optional; checked by the password rules. Usable after the "
+        "phone is verified with the code this signup sends.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        password = attrs.get("password")
+        if password:
+            candidate = User(
+                phone=attrs["phone"], name=attrs.get("name") or "", email=attrs.get("email") or ""
+            )
+            if errors := password_rule_errors(password, candidate):
+                raise serializers.ValidationError({"password": errors})
+        return attrs
+
+
+class LoginSerializer(serializers.Serializer):
+    phone = PhoneField()
+    password = _password_field()
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = StrictCharField(help_text="The refresh token.")
+
+
+class ForgotPasswordSerializer(serializers.Serializer):
+    phone = PhoneField()
+
+
+class ResetPasswordSerializer(serializers.Serializer):
+    phone = PhoneField()
+    otp = _otp_field()
+    new_password = _password_field(help_text="Checked by the password rules.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        user = user_get_by_phone(phone=attrs["phone"]) or User(phone=attrs["phone"])
+        if errors := password_rule_errors(attrs["new_password"], user):
+            raise serializers.ValidationError({"new_password": errors})
+        return attrs
+
+
+class ChangePasswordSerializer(serializers.Serializer):
+    """Needs `context["user"]`: whether `old_password` is required depends on the account."""
+
+    old_password = _password_field(
+        required=False, help_text="Required when the account has a password (`has_password`)."
+    )
+    new_password = _password_field(help_text="Checked by the password rules.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        user: User = self.context["user"]
+        if user.has_usable_password() and "old_password" not in attrs:
+            required = self.fields["old_password"].error_messages["required"]
+            raise serializers.ValidationError({"old_password": [required]})
+        if errors := password_rule_errors(attrs["new_password"], user):
+            raise serializers.ValidationError({"new_password": errors})
+        return attrs
+
+
+class UserUpdateSerializer(serializers.Serializer):
+    """PATCH /user/me. Other keys (the phone included) are ignored."""
+
+    name = _name_field()
+    email = _email_field()
+
+
+# --- Responses (schema only) ---------------------------------------------------------
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="Prompts a day; null for Pro.")
+    used = serializers.IntegerField(help_text="Prompts sent today.")
+    remaining = serializers.IntegerField(allow_null=True, help_text="null for Pro.")
+    resets_at = serializers.DateTimeField(help_text="When today's count starts again.")
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone = serializers.CharField(help_text="E.164.")
+    name = serializers.CharField(allow_null=True, help_text='null when not set (never "").')
+    email = serializers.EmailField(allow_null=True, help_text='null when not set (never "").')
+    tier = serializers.ChoiceField(choices=["basic", "pro"])
+    has_password = serializers.BooleanField(help_text="False for accounts that log in by OTP only.")
+    date_joined = serializers.DateTimeField()
+    usage = UsageSummarySerializer()
+
+
+class CodeSentSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    otp = serializers.CharField(
+        required=False,
+        help_text="The code itself, only while OTP_RETURN_IN_RESPONSE is on (never in "
+        "production), and for forgot-password only when the account exists.",
+    )
+    expires_in = serializers.IntegerField(help_text="Seconds the code stays valid.")
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="JWT for `Authorization: Bearer`, 15 minutes.")
+    refresh = serializers.CharField(help_text="Single-use refresh token, 7 days.")
+
+
+class LoginResponseSerializer(TokenPairSerializer):
+    user = UserSerializer()
+
+
+class VerifyOtpResponseSerializer(LoginResponseSerializer):
+    created = serializers.BooleanField(
+        help_text="True when this is the account's first successful login: the account was "
+        "created now, or created unverified by signup and verified now."
+    )
+
+
+class SignupResponseSerializer(CodeSentSerializer):
+    user = UserSerializer()
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,295 @@
+"""Auth and account endpoints: validate, call one service, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.api import serializers as s
+from accounts.api.payloads import code_sent_payload, user_payload
+from accounts.client_ip import client_ip
+from accounts.models import User
+from accounts.tokens import token_logout, token_refresh_rotate
+from core.schema import ErrorResponseSerializer
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorResponseSerializer, description=description)
+
+
+def _validated(
+    serializer_class: type[serializers.Serializer], request: Request, **context: Any
+) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data, context={"request": request, **context})
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _blank_if_null(data: dict[str, Any], key: str) -> str | None:
+    """None when the key was not sent; "" when it was sent as null or ""."""
+    if key not in data:
+        return None
+    return data[key] or ""
+
+
+def _current_user(request: Request) -> User:
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
+_RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    location=OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds to wait before asking again.",
+)
+_SEND_REFUSED = _error(
+    "`otp_resend_too_soon`: a code was sent to this number for the same purpose less than "
+    "`OTP_RESEND_COOLDOWN_SECONDS` (60) ago. `otp_send_limit`: more than 5 codes for this "
+    "number, or 20 from this client IP, in the last hour. Both carry `Retry-After` and "
+    "`details.retry_after` (seconds)."
+)
+_BAD_CODE = _error(
+    "`validation_error` (field errors), `malformed_json`, `otp_invalid` (wrong code), or "
+    "`otp_expired` (no active code: expired, already used, or never sent)."
+)
+_ATTEMPTS_EXCEEDED = _error(
+    "`otp_attempts_exceeded`: the 5th wrong try burns the code; every try after it gets this "
+    "until a new code is sent."
+)
+_AUTH_TAG = ["auth"]
+
+
+class PublicView(APIView):
+    """An endpoint for callers without a token (a stale Authorization header is ignored)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    public_endpoint = True
+
+
+class SendOtpView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Send a login code",
+        description="Sends a 6-digit login code to any valid number. The account is created "
+        "when the code is verified (verify-otp).",
+        request=s.SendOtpSerializer,
+        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED},
+        parameters=[_RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.SendOtpSerializer, request)
+        issued = services.otp_login_send(phone=data["phone"], client_ip=client_ip(request))
+        return Response(code_sent_payload(issued, "A login code was sent to this number."))
+
+
+class VerifyOtpView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Log in with a code",
+        description="Logs in with the code from send-otp or signup, creating the account for "
+        "a new number. `created` is true on the account's first successful login (created "
+        "now, or created unverified by signup and verified now), false afterwards. On that "
+        "first login a password survives only when the code came from signup.",
+        request=s.VerifyOtpSerializer,
+        responses={
+            200: s.VerifyOtpResponseSerializer,
+            400: _BAD_CODE,
+            403: _error("`account_disabled`: the account was disabled by an operator."),
+            429: _ATTEMPTS_EXCEEDED,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.VerifyOtpSerializer, request)
+        login = services.otp_login_verify(phone=data["phone"], code=data["otp"])
+        return Response(
+            {**login.tokens.as_dict(), "user": user_payload(login.user), "created": login.created}
+        )
+
+
+class SignupView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Sign up",
+        description="Creates an unverified account with optional profile data and sends it a "
+        "login code; verify-otp with that code completes the signup. For a number whose "
+        "account is still unverified, the given name and email replace the stored ones, the "
+        "password is replaced (or removed when none is given) and a new code is sent.",
+        request=s.SignupSerializer,
+        responses={
+            201: s.SignupResponseSerializer,
+            400: _error("`validation_error` (including the password rules) or `malformed_json`."),
+            409: _error("`phone_taken`: this number has a verified account; log in instead."),
+            429: _SEND_REFUSED,
+        },
+        parameters=[_RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.SignupSerializer, request)
+        signup = services.user_signup(
+            phone=data["phone"],
+            client_ip=client_ip(request),
+            name=_blank_if_null(data, "name"),
+            email=_blank_if_null(data, "email"),
+            password=data.get("password"),
+        )
+        body = code_sent_payload(signup.issued, "Account created. Verify it with the code sent.")
+        return Response({"user": user_payload(signup.user), **body}, status=201)
+
+
+class LoginView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Log in with a password",
+        request=s.LoginSerializer,
+        responses={
+            200: s.LoginResponseSerializer,
+            401: _error(
+                "`invalid_credentials`: wrong password, unknown number, or an account without "
+                "a password; the same answer for all three."
+            ),
+            403: _error(
+                "Only after a correct password: `phone_not_verified` (signup not completed "
+                "with its code) or `account_disabled`."
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.LoginSerializer, request)
+        login = services.password_login(phone=data["phone"], password=data["password"])
+        return Response({**login.tokens.as_dict(), "user": user_payload(login.user)})
+
+
+class TokenRefreshView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Rotate a refresh token",
+        description="Returns a new pair. The refresh token sent is blacklisted: each works once.",
+        request=s.RefreshSerializer,
+        responses={
+            200: s.TokenPairSerializer,
+            401: _error(
+                "`token_invalid`: malformed, expired, already rotated, logged out, or revoked "
+                "by a password change or reset."
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.RefreshSerializer, request)
+        return Response(token_refresh_rotate(raw=data["refresh"]).as_dict())
+
+
+class LogoutView(APIView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Log out",
+        description="Blacklists the given refresh token. Logging out an already blacklisted "
+        "token of yours is not an error. Access tokens stay valid until they expire "
+        "(15 minutes).",
+        request=s.RefreshSerializer,
+        responses={
+            204: OpenApiResponse(description="Logged out."),
+            400: _error(
+                "`validation_error`, `malformed_json`, or `token_invalid`: the refresh token "
+                "is malformed, expired, or another user's (a 400: the access token is fine)."
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.RefreshSerializer, request)
+        token_logout(user=_current_user(request), raw=data["refresh"])
+        return Response(status=204)
+
+
+class ForgotPasswordView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Ask for a password-reset code",
+        description="Answers the same for every valid number, with an account or not, and "
+        "applies the same cooldown and limits; a code is only issued (and only returned) for "
+        "an existing account.",
+        request=s.ForgotPasswordSerializer,
+        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED},
+        parameters=[_RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.ForgotPasswordSerializer, request)
+        issued = services.password_forgot(phone=data["phone"], client_ip=client_ip(request))
+        return Response(
+            code_sent_payload(issued, "If an account uses this number, a reset code was sent.")
+        )
+
+
+class ResetPasswordView(PublicView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Reset the password with a code",
+        description="Sets the new password and revokes every refresh and access token of the "
+        "account (log out everywhere).",
+        request=s.ResetPasswordSerializer,
+        responses={200: s.DetailSerializer, 400: _BAD_CODE, 429: _ATTEMPTS_EXCEEDED},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.ResetPasswordSerializer, request)
+        services.password_reset(
+            phone=data["phone"], code=data["otp"], new_password=data["new_password"]
+        )
+        return Response({"detail": "Your password was reset. Log in with the new password."})
+
+
+class ChangePasswordView(APIView):
+    @extend_schema(
+        tags=_AUTH_TAG,
+        summary="Change the password",
+        description="Revokes every refresh and access token of the account and returns a "
+        "fresh pair for this client. `old_password` is required when the account has a "
+        "password, and ignored when it has none.",
+        request=s.ChangePasswordSerializer,
+        responses={
+            200: s.TokenPairSerializer,
+            400: _error(
+                "`validation_error` (a missing `old_password`, the password rules), "
+                "`malformed_json`, or `password_incorrect` (wrong `old_password`)."
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        user = _current_user(request)
+        data = _validated(s.ChangePasswordSerializer, request, user=user)
+        tokens = services.password_change(
+            user=user, old_password=data.get("old_password"), new_password=data["new_password"]
+        )
+        return Response(tokens.as_dict())
+
+
+class MeView(APIView):
+    @extend_schema(tags=["user"], summary="The current user", responses={200: s.UserSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(user_payload(_current_user(request)))
+
+    @extend_schema(
+        tags=["user"],
+        summary="Update name or email",
+        description="Only `name` and `email` can change here; other keys are ignored.",
+        request=s.UserUpdateSerializer,
+        responses={200: s.UserSerializer},
+    )
+    def patch(self, request: Request) -> Response:
+        data = _validated(s.UserUpdateSerializer, request)
+        user = services.user_profile_update(
+            user=_current_user(request),
+            name=_blank_if_null(data, "name"),
+            email=_blank_if_null(data, "email"),
+        )
+        return Response(user_payload(user))

@@ -1,0 +1,99 @@
+"""The errors of the auth and account endpoints, each with the contract's stable code."""
+
+from __future__ import annotations
+
+from core.errors import ApiError
+
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class OtpInvalid(ApiError):
+    status_code = 400
+    code = "otp_invalid"
+    message = "The code is not correct."
+
+
+class OtpExpired(ApiError):
+    status_code = 400
+    code = "otp_expired"
+    message = "There is no active code for this number: it expired, was used, or was never sent."
+
+
+class OtpAttemptsExceeded(ApiError):
+    status_code = 429
+    code = "otp_attempts_exceeded"
+    message = "Too many wrong tries. Request a new code."
+
+
+class _RetryLater(ApiError):
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
+class OtpResendTooSoon(_RetryLater):
+    code = "otp_resend_too_soon"
+    message = "A code was sent moments ago. Wait before asking for another."
+
+
+class OtpSendLimit(_RetryLater):
+    code = "otp_send_limit"
+    message = "Too many codes were requested. Try again later."
+
+
+class InvalidCredentials(ApiError):
+    status_code = 401
+    code = "invalid_credentials"
+    message = "The phone number or password is not correct."
+
+    def __init__(self) -> None:
+        super().__init__(headers=dict(_BEARER_CHALLENGE))
+
+
+class PhoneNotVerified(ApiError):
+    status_code = 403
+    code = "phone_not_verified"
+    message = "Verify your phone number with the code from signup before logging in."
+
+
+class AccountDisabled(ApiError):
+    status_code = 403
+    code = "account_disabled"
+    message = "This account is disabled."
+
+
+class PhoneTaken(ApiError):
+    status_code = 409
+    code = "phone_taken"
+    message = "An account with this phone number already exists. Log in instead."
+
+
+class PasswordIncorrect(ApiError):
+    status_code = 400
+    code = "password_incorrect"
+    message = "The current password is not correct."
+
+
+class RefreshTokenRejected(ApiError):
+    """token/refresh: the refresh token is malformed, expired, rotated or logged out."""
+
+    status_code = 401
+    code = "token_invalid"
+    message = "The refresh token is invalid, expired or revoked."
+
+    def __init__(self) -> None:
+        super().__init__(headers=dict(_BEARER_CHALLENGE))
+
+
+class LogoutTokenInvalid(ApiError):
+    """logout: the body's refresh token is malformed, expired or another user's.
+
+    A 400, not a 401: the caller's access token is fine, only the body is wrong.
+    """
+
+    status_code = 400
+    code = "token_invalid"
+    message = "The refresh token is invalid, expired or does not belong to you."

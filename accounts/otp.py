@@ -1,0 +1,198 @@
+"""One-time codes: issue them under the resend and hourly limits, and check each one once.
+
+A code is 6 digits from `secrets`. Only an HMAC-SHA256 of it is stored, keyed with a key
+derived from SECRET_KEY and bound to the phone and purpose, so a leaked table row gives
+nothing usable. Only the newest code of a phone and purpose counts; sending a new one
+retires the old.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from accounts.errors import (
+    OtpAttemptsExceeded,
+    OtpExpired,
+    OtpInvalid,
+    OtpResendTooSoon,
+    OtpSendLimit,
+)
+from accounts.locks import ip_lock, phone_lock
+from accounts.models import OneTimeCode
+from accounts.otp_delivery import otp_deliver
+
+Purpose = OneTimeCode.Purpose
+
+CODE_DIGITS = 6
+_HASH_SALT = "accounts.otp.code"
+_HOUR = dt.timedelta(hours=1)
+
+
+def otp_code_generate() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def otp_code_hash(*, phone: str, purpose: str, code: str) -> str:
+    return salted_hmac(_HASH_SALT, f"{purpose}:{phone}:{code}", algorithm="sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    """What the API may say about a send. `code` is None when nothing was delivered."""
+
+    code: str | None
+    expires_in: int
+
+
+def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def _check_hourly_limit(sends: QuerySet[OneTimeCode], *, limit: int, now: dt.datetime) -> None:
+    recent = list(
+        sends.filter(created_at__gt=now - _HOUR)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) >= limit:
+        # Another send is allowed once the oldest of these leaves the one-hour window.
+        raise OtpSendLimit(_seconds_until(recent[-1] + _HOUR, now))
+
+
+def _check_send_allowed(*, phone: str, purpose: str, client_ip: str | None) -> None:
+    now = timezone.now()
+    last = OneTimeCode.objects.filter(phone=phone, purpose=purpose).order_by("-created_at").first()
+    if last is not None:
+        allowed_at = last.created_at + dt.timedelta(seconds=settings.OTP_RESEND_COOLDOWN_SECONDS)
+        if allowed_at > now:
+            raise OtpResendTooSoon(_seconds_until(allowed_at, now))
+    _check_hourly_limit(
+        OneTimeCode.objects.filter(phone=phone),
+        limit=settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR,
+        now=now,
+    )
+    if client_ip is not None:
+        _check_hourly_limit(
+            OneTimeCode.objects.filter(client_ip=client_ip),
+            limit=settings.OTP_MAX_SENDS_PER_IP_PER_HOUR,
+            now=now,
+        )
+
+
+def _deliver_after_commit(*, phone: str, code: str, purpose: str) -> None:
+    # A named function, not a partial: Django logs a failed callback by its __qualname__.
+    def deliver_code() -> None:
+        otp_deliver(phone=phone, code=code, purpose=purpose)
+
+    # robust: a failing backend is logged, never a 500 for a send that is already stored
+    # (the user can ask again after the cooldown).
+    transaction.on_commit(deliver_code, robust=True)
+
+
+def otp_issue(
+    *,
+    phone: str,
+    purpose: str,
+    client_ip: str | None,
+    deliver: bool = True,
+    from_signup: bool = False,
+) -> IssuedCode:
+    """Store a new code and deliver it once the transaction commits.
+
+    Raises OtpResendTooSoon or OtpSendLimit, with nothing stored, when a limit applies.
+    With `deliver=False` the send is recorded and counted exactly like a real one, but the
+    stored hash belongs to no 6-digit code and nothing leaves the server: forgot-password
+    uses it for unknown numbers, so limits and later tries behave the same for every number.
+    """
+    with transaction.atomic():
+        # Serialises sends for the phone (cooldown) and the IP (hourly count).
+        phone_lock(phone)
+        if client_ip is not None:
+            ip_lock(client_ip)
+        _check_send_allowed(phone=phone, purpose=purpose, client_ip=client_ip)
+        code = otp_code_generate() if deliver else None
+        now = timezone.now()
+        ttl = settings.OTP_TTL_SECONDS
+        OneTimeCode.objects.create(
+            phone=phone,
+            purpose=purpose,
+            code_hash=otp_code_hash(
+                phone=phone, purpose=purpose, code=code or secrets.token_urlsafe(32)
+            ),
+            client_ip=client_ip,
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl),
+            from_signup=from_signup,
+        )
+        if code is not None:
+            _deliver_after_commit(phone=phone, code=code, purpose=purpose)
+    return IssuedCode(code=code, expires_in=ttl)
+
+
+class OtpOutcome(enum.Enum):
+    ACCEPTED = "accepted"
+    WRONG = "wrong"
+    BURNED = "burned"
+    NO_ACTIVE_CODE = "no_active_code"
+
+
+@dataclass(frozen=True)
+class OtpCheck:
+    outcome: OtpOutcome
+    from_signup: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is OtpOutcome.ACCEPTED
+
+    def raise_unless_accepted(self) -> None:
+        if self.outcome is OtpOutcome.WRONG:
+            raise OtpInvalid()
+        if self.outcome is OtpOutcome.BURNED:
+            raise OtpAttemptsExceeded()
+        if self.outcome is OtpOutcome.NO_ACTIVE_CODE:
+            raise OtpExpired()
+
+
+def otp_consume(*, phone: str, purpose: str, code: str) -> OtpCheck:
+    """Check `code` against the newest code of the phone and purpose, and record the try.
+
+    Must run inside `transaction.atomic()`, and the caller must let that transaction commit
+    before raising (`OtpCheck.raise_unless_accepted`), or a wrong try would not be counted.
+    The row is locked, so concurrent tries are counted one by one and a code is accepted
+    at most once. The try that reaches OTP_MAX_ATTEMPTS wrong ones burns the code.
+    """
+    latest = (
+        OneTimeCode.objects.select_for_update()
+        .filter(phone=phone, purpose=purpose)
+        .order_by("-created_at")
+        .first()
+    )
+    if latest is None:
+        return OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
+    if latest.attempts >= settings.OTP_MAX_ATTEMPTS:
+        return OtpCheck(OtpOutcome.BURNED)
+    now = timezone.now()
+    if latest.used_at is not None or latest.expires_at <= now:
+        return OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
+    expected = otp_code_hash(phone=phone, purpose=purpose, code=code)
+    if not hmac.compare_digest(expected, latest.code_hash):
+        latest.attempts += 1
+        latest.save(update_fields=["attempts"])
+        if latest.attempts >= settings.OTP_MAX_ATTEMPTS:
+            return OtpCheck(OtpOutcome.BURNED)
+        return OtpCheck(OtpOutcome.WRONG)
+    latest.used_at = now
+    latest.save(update_fields=["used_at"])
+    return OtpCheck(OtpOutcome.ACCEPTED, from_signup=latest.from_signup)

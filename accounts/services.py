@@ -1,0 +1,227 @@
+"""Writes of accounts: OTP login, signup, password login, passwords, profile.
+
+Every change made for one phone number runs under that number's advisory lock
+(`accounts.locks.phone_lock`), so concurrent signups, sends and verifications of the same
+number happen one after the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.hashers import make_password
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    PasswordIncorrect,
+    PhoneNotVerified,
+    PhoneTaken,
+)
+from accounts.locks import phone_lock
+from accounts.models import User, UserManager
+from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
+from accounts.selectors import user_get_by_phone
+from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
+
+
+@dataclass(frozen=True)
+class Login:
+    user: User
+    tokens: TokenPair
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class Signup:
+    user: User
+    issued: IssuedCode
+
+
+def otp_login_send(*, phone: str, client_ip: str | None) -> IssuedCode:
+    """Send a login code to any valid number; the account is made when the code is used."""
+    return otp_issue(phone=phone, purpose=Purpose.LOGIN, client_ip=client_ip)
+
+
+def _user_mark_logged_in(*, user: User, phone_verified: bool = False) -> None:
+    now = timezone.now()
+    user.last_login = now
+    fields = ["last_login"]
+    if phone_verified and user.phone_verified_at is None:
+        user.phone_verified_at = now
+        fields.append("phone_verified_at")
+    user.save(update_fields=fields)
+
+
+def otp_login_verify(*, phone: str, code: str) -> Login:
+    """Log in with a login code, creating the account for an unknown number.
+
+    `created` is True when this is the account's first successful login: the account was
+    made just now, or made unverified by signup and verified now. It is False afterwards.
+
+    On that first login a password survives only when the code came from signup, which set
+    it. A password set by someone who never held the phone (an unverified signup followed by
+    a plain send-otp login by the real owner) is dropped, so nobody can plant a password on a
+    number they do not own. The owner can then set one with change-password.
+    """
+    login: Login | None = None
+    with transaction.atomic():
+        phone_lock(phone)
+        check = otp_consume(phone=phone, purpose=Purpose.LOGIN, code=code)
+        if check.accepted:
+            login = _login_after_code(phone=phone, check=check)
+    # Outside the transaction, so a wrong try stays counted.
+    check.raise_unless_accepted()
+    assert login is not None
+    return login
+
+
+def _login_after_code(*, phone: str, check: OtpCheck) -> Login:
+    user = User.objects.select_for_update().filter(phone=phone).first()
+    if user is None:
+        user = User.objects.create_user(phone=phone)
+    if not user.is_active:
+        raise AccountDisabled()
+    first_login = user.phone_verified_at is None
+    if first_login and not check.from_signup and user.has_usable_password():
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    _user_mark_logged_in(user=user, phone_verified=True)
+    return Login(user=user, tokens=token_pair_issue(user=user), created=first_login)
+
+
+def user_signup(
+    *,
+    phone: str,
+    client_ip: str | None,
+    name: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+) -> Signup:
+    """Create an unverified account (or refresh an unverified one) and send it a login code.
+
+    A number with a verified account is PhoneTaken. For an unverified account the given
+    name and email replace the stored ones, and the password is always replaced (or removed
+    when none is given): the latest signup defines the account until its code is verified.
+    The resend cooldown and hourly limits apply, and a refused send changes nothing.
+    """
+    with transaction.atomic():
+        phone_lock(phone)
+        user = User.objects.select_for_update().filter(phone=phone).first()
+        if user is not None and user.phone_verified_at is not None:
+            raise PhoneTaken()
+        issued = otp_issue(
+            phone=phone, purpose=Purpose.LOGIN, client_ip=client_ip, from_signup=True
+        )
+        if user is None:
+            user = User(phone=phone)
+        if name is not None:
+            user.name = name
+        if email is not None:
+            user.email = UserManager.normalize_email(email)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save()
+    return Signup(user=user, issued=issued)
+
+
+def _password_matches(*, user: User | None, password: str) -> bool:
+    if user is None or not user.has_usable_password():
+        # Hash anyway, so an unknown number or a password-less account answers as slowly
+        # as a wrong password does.
+        make_password(password)
+        return False
+    return user.check_password(password)
+
+
+def password_login(*, phone: str, password: str) -> Login:
+    """Log in with phone and password.
+
+    A wrong password, an unknown number and an account without a password are the same
+    InvalidCredentials. Only after a correct password does the caller learn that the
+    account is disabled (AccountDisabled) or its phone not yet verified (PhoneNotVerified).
+    """
+    user = user_get_by_phone(phone=phone)
+    if not _password_matches(user=user, password=password):
+        raise InvalidCredentials()
+    assert user is not None
+    if not user.is_active:
+        raise AccountDisabled()
+    if user.phone_verified_at is None:
+        raise PhoneNotVerified()
+    _user_mark_logged_in(user=user)
+    return Login(user=user, tokens=token_pair_issue(user=user))
+
+
+def password_forgot(*, phone: str, client_ip: str | None) -> IssuedCode:
+    """Send a password-reset code, answering alike for every number.
+
+    No enumeration: for a number without an active account the send is still recorded
+    (`otp_issue(deliver=False)`), so the cooldown, the hourly limits, the response body
+    and later reset tries (otp_invalid, then otp_attempts_exceeded) behave exactly as for a
+    real account. The differences are that no code exists or leaves the server, and the
+    `otp` field, which only appears while OTP_RETURN_IN_RESPONSE is on (never in
+    production), is absent.
+    """
+    user = user_get_by_phone(phone=phone)
+    return otp_issue(
+        phone=phone,
+        purpose=Purpose.PASSWORD_RESET,
+        client_ip=client_ip,
+        deliver=user is not None and user.is_active,
+    )
+
+
+def password_reset(*, phone: str, code: str, new_password: str) -> None:
+    """Set a new password with a reset code, and log the account out everywhere.
+
+    The code proves the phone, so an account not yet verified becomes verified.
+    """
+    with transaction.atomic():
+        phone_lock(phone)
+        check = otp_consume(phone=phone, purpose=Purpose.PASSWORD_RESET, code=code)
+        if check.accepted:
+            user = User.objects.select_for_update().filter(phone=phone, is_active=True).first()
+            if user is None:  # disabled or deleted since the code was sent
+                check = OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
+            else:
+                user.set_password(new_password)
+                if user.phone_verified_at is None:
+                    user.phone_verified_at = timezone.now()
+                user.save(update_fields=["password", "phone_verified_at"])
+                tokens_revoke_all(user=user)
+    check.raise_unless_accepted()
+
+
+def password_change(*, user: User, old_password: str | None, new_password: str) -> TokenPair:
+    """Change the password, log out everywhere, and return a fresh pair for this client.
+
+    `old_password` is checked only when the account has a usable password; an account that
+    logs in by OTP alone sets its first password without one.
+    """
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.has_usable_password() and not locked.check_password(old_password or ""):
+            raise PasswordIncorrect()
+        locked.set_password(new_password)
+        locked.save(update_fields=["password"])
+        tokens_revoke_all(user=locked)
+        return token_pair_issue(user=locked)
+
+
+def user_profile_update(*, user: User, name: str | None = None, email: str | None = None) -> User:
+    """Change the name and email given; None leaves a field as it is, "" clears it."""
+    fields: list[str] = []
+    if name is not None:
+        user.name = name
+        fields.append("name")
+    if email is not None:
+        user.email = UserManager.normalize_email(email)
+        fields.append("email")
+    if fields:
+        user.save(update_fields=fields)
+    return user

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.tests.factories import UserFactory
+from accounts.tests.helpers import DeliveryOutbox
+
+
+@pytest.fixture(autouse=True)
+def _otp_settings(settings):
+    """The contract's defaults, whatever the environment says, and codes in responses."""
+    settings.OTP_RETURN_IN_RESPONSE = True
+    settings.OTP_TTL_SECONDS = 300
+    settings.OTP_MAX_ATTEMPTS = 5
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 60
+    settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR = 5
+    settings.OTP_MAX_SENDS_PER_IP_PER_HOUR = 20
+    settings.TRUSTED_PROXIES = []
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def outbox(settings):
+    """Codes as the delivery backend receives them. Deliveries happen after commit, so
+    tests reading it need `django_db(transaction=True)`."""
+    settings.OTP_DELIVERY_BACKEND = "accounts.tests.helpers.record_delivery"
+    box = DeliveryOutbox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def clock(time_machine):
+    """Frozen time that tests move by hand."""
+    time_machine.move_to("2030-01-15 10:00:00+00:00", tick=False)
+    return time_machine
