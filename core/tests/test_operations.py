@@ -38,6 +38,13 @@ def test_unknown_api_route_is_json_404(client):
     assert response.json()["error"]["code"] == "not_found"
 
 
+def test_unknown_api_route_is_json_404_for_every_method(client):
+    for method in (client.post, client.put, client.patch, client.delete):
+        response = method("/api/does-not-exist", data="{}", content_type="application/json")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
 def test_wrong_method_is_json_405(client):
     response = client.delete("/api/schema/")
     assert response.status_code == 405
