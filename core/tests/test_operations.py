@@ -57,3 +57,12 @@ def test_body_over_one_mib_is_413_before_anything_else(client):
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.django_db
+def test_malformed_authorization_header_is_a_readable_401(client):
+    response = client.get("/api/user/me", HTTP_AUTHORIZATION="Bearer")
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "authentication_failed"
+    assert error["message"] == "Authorization header must contain two space-delimited values"
