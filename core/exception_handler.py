@@ -44,7 +44,7 @@ def _message(exc: Exception) -> str:
     """A readable sentence from DRF's detail, which may be a dict (simplejwt) or a list."""
     if not isinstance(exc, drf.APIException):
         return str(exc)
-    detail = exc.detail
+    detail: Any = exc.detail
     if isinstance(detail, dict):
         detail = detail.get("detail", next(iter(detail.values()), ""))
     if isinstance(detail, list):

@@ -116,10 +116,13 @@ if not DATABASE_URL:
         "DATABASE_URL is not set. Use ./run.sh or ./test.sh, which start an embedded "
         "PostgreSQL when it is missing, or point it at your server."
     )
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
-    )
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+# A connection pool per process: under ASGI each request runs on its own thread, and the
+# worker runs many threads, so per-thread persistent connections would pile up.
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+    "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+    "timeout": env_int("DB_POOL_TIMEOUT_SECONDS", 10),
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL=postgres://...).")
@@ -205,10 +208,20 @@ GEMINI_MODEL = env_str("GEMINI_MODEL", "gemini-2.5-flash")
 GEMINI_BASE_URL = env_str("GEMINI_BASE_URL")
 GEMINI_TIMEOUT_SECONDS = env_int("GEMINI_TIMEOUT_SECONDS", 60)
 AI_CONTEXT_TOKENS = env_int("AI_CONTEXT_TOKENS", 8000)
+OFFLINE_MODEL_CHUNK_DELAY_MS = env_int("OFFLINE_MODEL_CHUNK_DELAY_MS", 30)
 AI_MAX_RETRIES = env_int("AI_MAX_RETRIES", 3)
 AI_RETRY_BACKOFF_SECONDS = env_int("AI_RETRY_BACKOFF_SECONDS", 2)
 AI_PENDING_SWEEP_AGE_SECONDS = env_int("AI_PENDING_SWEEP_AGE_SECONDS", 120)
 AI_PENDING_SWEEP_INTERVAL_SECONDS = env_int("AI_PENDING_SWEEP_INTERVAL_SECONDS", 60)
+# A worker owns a reply while its lease lasts; it renews it as chunks arrive. After a crash,
+# the sweep hands the reply to another worker once the lease has run out. Longer than
+# GEMINI_TIMEOUT_SECONDS, the longest wait for a chunk.
+REPLY_LEASE_SECONDS = env_int("REPLY_LEASE_SECONDS", 90)
+REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)  # one attempt, end to end
+# Threads of one worker process that may hold a database connection at the same time.
+REPLY_DB_CONNECTIONS = env_int("REPLY_DB_CONNECTIONS", 20)
+REPLY_STREAM_TTL_SECONDS = env_int("REPLY_STREAM_TTL_SECONDS", 3600)  # Redis events after done
+REPLY_STREAM_KEEPALIVE_SECONDS = env_int("REPLY_STREAM_KEEPALIVE_SECONDS", 15)
 
 # --- Billing --------------------------------------------------------------------
 
@@ -242,7 +255,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "replies-sweep": {
+        "task": "chatrooms.replies_sweep",
+        "schedule": float(AI_PENDING_SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": float(AI_PENDING_SWEEP_INTERVAL_SECONDS)},
+    },
+}
 
 # --- REST framework -------------------------------------------------------------
 
@@ -268,6 +287,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api",
     "ENUM_NAME_OVERRIDES": {},
+    # The SSE stream is a plain async view, outside DRF: this hook documents it.
+    "PREPROCESSING_HOOKS": ["chatrooms.api.reply_views.schema_add_reply_stream"],
 }
 
 # --- HTTP, security, static -------------------------------------------------------
@@ -318,5 +339,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # google-genai's HTTP client: one INFO line per call
     },
 }

@@ -1,0 +1,145 @@
+"""POST .../message/{mid}/cancel: the reply stops, keeps its text, and its stream ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.db.models.functions import Now
+
+from chatrooms import streaming
+from chatrooms.models import Message
+from chatrooms.tasks import reply_generate
+from chatrooms.tests.factories import MessageFactory, UserFactory, client_for, error_code
+from testing.e2e import wait_until
+from testing.fake_gemini import Reply
+
+pytestmark = pytest.mark.django_db
+
+Status = Message.Status
+
+
+def _cancel(user, message):
+    return client_for(user).post(f"/api/chatroom/{message.chatroom_id}/message/{message.pk}/cancel")
+
+
+def test_canceling_a_pending_reply_ends_it_and_no_worker_runs_it(
+    fake_gemini,
+    make_exchange,
+    pipeline_user,
+    counted,
+    published,
+    django_capture_on_commit_callbacks,
+):
+    reply = make_exchange()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _cancel(pipeline_user, reply)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["id"], body["status"], body["content"]) == (reply.pk, "canceled", "")
+    assert body["completed_at"] is not None
+    # The stream's followers are told at once.
+    assert published(reply.pk) == [{"type": "done", "message": body}]
+
+    reply_generate.apply(args=[reply.pk])  # the task queued by the send arrives later
+    reply.refresh_from_db()
+    assert reply.status == Status.CANCELED
+    assert fake_gemini.requests == []
+    assert counted(pipeline_user.pk) == 1  # canceled prompts are not given back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_canceling_a_streaming_reply_stops_the_worker_and_keeps_the_text(
+    fake_gemini, make_exchange, pipeline_user, counted, published
+):
+    words = [f"word{index}" for index in range(40)]
+    fake_gemini.script(Reply(text=" ".join(words), chunks=40, chunk_delay=0.05))
+    reply = make_exchange()
+    worker = threading.Thread(target=reply_generate.apply, args=([reply.pk],))
+    started = time.monotonic()
+    worker.start()
+    try:
+        wait_until(lambda: len(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
+        response = _cancel(pipeline_user, reply)
+        assert response.status_code == 200
+        assert response.json()["status"] == "canceled"
+    finally:
+        worker.join(timeout=10)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.5  # the whole reply would take 2 s: the worker stopped early
+    reply.refresh_from_db()
+    assert reply.status == Status.CANCELED
+    events = published(reply.pk)
+    streamed = "".join(e["text"] for e in events if e["type"] == "delta")
+    assert reply.content == streamed
+    assert 0 < len(reply.content) < len(" ".join(words))
+    assert events[-1]["type"] == "done"
+    assert events[-1]["message"]["status"] == "canceled"
+    assert events[-1]["message"]["content"] == reply.content
+    assert reply.lease_expires_at is None
+    assert counted(pipeline_user.pk) == 1
+    assert len(fake_gemini.requests) == 1
+
+
+def test_canceling_a_reply_whose_worker_died_ends_it_at_once(
+    make_exchange, pipeline_user, published, django_capture_on_commit_callbacks
+):
+    reply = make_exchange()
+    Message.objects.filter(pk=reply.pk).update(
+        status=Status.STREAMING, attempts=1, lease_expires_at=Now() - dt.timedelta(seconds=5)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _cancel(pipeline_user, reply)
+
+    assert response.json()["status"] == "canceled"
+    reply.refresh_from_db()
+    assert reply.lease_expires_at is None  # nobody will store text for it
+    assert published(reply.pk)[-1] == {"type": "done", "message": response.json()}
+
+
+def test_canceling_a_finished_reply_returns_it_unchanged(fake_gemini, make_exchange, pipeline_user):
+    reply = make_exchange()
+    reply_generate.apply(args=[reply.pk])
+    reply.refresh_from_db()
+    before = Message.objects.values().get(pk=reply.pk)
+
+    response = _cancel(pipeline_user, reply)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+    assert response.json()["content"] == reply.content
+    assert Message.objects.values().get(pk=reply.pk) == before
+
+
+def test_a_user_message_is_not_cancelable(pipeline_chatroom, pipeline_user):
+    message = MessageFactory.create(chatroom=pipeline_chatroom, role="user")
+    response = _cancel(pipeline_user, message)
+    assert response.status_code == 409
+    assert error_code(response) == "not_cancelable"
+
+
+def test_another_users_reply_is_404_and_stays_pending(make_exchange):
+    reply = make_exchange()
+    response = _cancel(UserFactory.create(), reply)
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+    reply.refresh_from_db()
+    assert reply.status == Status.PENDING
+
+
+def test_cancel_needs_a_token(make_exchange, api_client):
+    reply = make_exchange()
+    response = api_client.post(f"/api/chatroom/{reply.chatroom_id}/message/{reply.pk}/cancel")
+    assert response.status_code == 401
+    assert error_code(response) == "not_authenticated"
+
+
+def test_the_cancel_flag_reaches_the_worker_through_redis(make_exchange):
+    reply = make_exchange()
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="a")
+    streaming.cancel_request(reply_id=reply.pk)
+    assert streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="b")
