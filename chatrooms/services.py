@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -112,8 +113,9 @@ def message_send(
     """Store the user's message and a `pending` reply, count the prompt, enqueue the reply.
 
     With an `idempotency_key`, the first committed answer is replayed for retries (same ids,
-    counted once). Errors roll everything back, including the key, so a retry after an error
-    is evaluated afresh.
+    counted once) for IDEMPOTENCY_KEY_RETENTION_SECONDS; after that the key is forgotten and
+    its reuse is a new send. Errors roll everything back, including the key, so a retry after
+    an error is evaluated afresh.
     """
     request_hash = _request_hash(chatroom_id=chatroom_id, content=content)
     for _attempt in range(2):
@@ -136,7 +138,8 @@ def message_send(
             replay = _idempotency_replay(user=user, key=idempotency_key, request_hash=request_hash)
             if replay is not None:
                 return replay
-            # The record vanished between the conflict and the read (pruned): send anew.
+            # The record vanished between the conflict and the read (pruned), or was past
+            # the replay window and has just been deleted: send anew.
     raise Conflict("The request could not be completed; retry it.", code="idempotency_conflict")
 
 
@@ -197,6 +200,15 @@ def _request_hash(*, chatroom_id: int, content: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def idempotency_retention() -> dt.timedelta:
+    """How long an Idempotency-Key is replayed: IDEMPOTENCY_KEY_RETENTION_SECONDS."""
+    return dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_RETENTION_SECONDS)
+
+
+def _idempotency_expired_before() -> dt.datetime:
+    return timezone.now() - idempotency_retention()
+
+
 def _idempotency_claim(*, user: User, key: str, request_hash: str) -> IdempotencyRecord:
     try:
         return IdempotencyRecord.objects.create(
@@ -209,6 +221,12 @@ def _idempotency_claim(*, user: User, key: str, request_hash: str) -> Idempotenc
 def _idempotency_replay(*, user: User, key: str, request_hash: str) -> SendResult | None:
     record = IdempotencyRecord.objects.filter(user=user, key=key).first()
     if record is None:
+        return None
+    expired_before = _idempotency_expired_before()
+    if record.created_at < expired_before:
+        # Past the replay window the key counts as absent, even before the prune removes it:
+        # delete it (a concurrent retry may have already) so the next claim succeeds.
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return None
     if record.request_hash != request_hash:
         raise IdempotencyKeyMismatch()

@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chatrooms import replies, streaming
+from chatrooms import replies, services, streaming
 from chatrooms.ai.base import AiBlocked, AiError, AiModel, Finish, StreamItem, TextDelta, Turn
 from chatrooms.ai.context import context_fit
 from chatrooms.ai.registry import get_model
@@ -255,3 +255,9 @@ def _publish(publish: Callable[..., None], **kwargs: Any) -> None:
         publish(**kwargs)
     except RedisError:
         logger.warning("Could not publish to reply %s's stream", kwargs.get("reply_id"))
+
+
+@shared_task(name="chatrooms.idempotency_records_prune", time_limit=300, soft_time_limit=270)
+def idempotency_records_prune() -> int:
+    """Beat, hourly: forget the Idempotency-Keys past their replay window; returns how many."""
+    return services.idempotency_records_prune(older_than=services.idempotency_retention())

@@ -78,7 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -187,6 +187,9 @@ OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
 OTP_MAX_SENDS_PER_PHONE_PER_HOUR = env_int("OTP_MAX_SENDS_PER_PHONE_PER_HOUR", 5)
 OTP_MAX_SENDS_PER_IP_PER_HOUR = env_int("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20)
+# Codes older than this are purged hourly. The send limits read the last hour of codes, so
+# anything under an hour is raised to an hour (see accounts.maintenance).
+OTP_RETENTION_SECONDS = env_int("OTP_RETENTION_SECONDS", 86400)
 # Dotted path of the function that delivers a code: f(*, phone: str, code: str, purpose: str).
 OTP_DELIVERY_BACKEND = env_str("OTP_DELIVERY_BACKEND", "accounts.otp_delivery.log_delivery")
 # Proxies whose X-Forwarded-For is believed when finding the client IP.
@@ -198,6 +201,9 @@ BASIC_DAILY_LIMIT = env_int("BASIC_DAILY_LIMIT", 20)
 USAGE_TIMEZONE = env_str("USAGE_TIMEZONE", "UTC")
 CHATROOM_LIST_CACHE_TTL = env_int("CHATROOM_LIST_CACHE_TTL", 300)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
+# The replay window of Idempotency-Key: a retry within it gets the first answer again; an
+# older key is forgotten (pruned hourly) and its reuse is a new send.
+IDEMPOTENCY_KEY_RETENTION_SECONDS = env_int("IDEMPOTENCY_KEY_RETENTION_SECONDS", 86400)
 PAGE_SIZE_DEFAULT = env_int("PAGE_SIZE_DEFAULT", 20)
 PAGE_SIZE_MAX = 100
 
@@ -260,6 +266,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "chatrooms.replies_sweep",
         "schedule": float(AI_PENDING_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": float(AI_PENDING_SWEEP_INTERVAL_SECONDS)},
+    },
+    "otp-codes-purge": {
+        "task": "accounts.otp_codes_purge",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
+    "idempotency-records-prune": {
+        "task": "chatrooms.idempotency_records_prune",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 

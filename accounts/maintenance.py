@@ -1,0 +1,70 @@
+"""Housekeeping of accounts data that would otherwise grow forever: old one-time codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import OneTimeCode
+
+logger = logging.getLogger(__name__)
+
+OTP_PURGE_BATCH_SIZE = 1000
+# The send limits count the codes of the last hour (accounts.otp), so that hour must stay.
+OTP_MIN_RETENTION = dt.timedelta(hours=1)
+
+
+def otp_retention_default() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.OTP_RETENTION_SECONDS)
+
+
+def otp_retention_floor() -> dt.timedelta:
+    """The youngest age a code may be deleted at without changing any answer about it."""
+    return max(
+        OTP_MIN_RETENTION,
+        dt.timedelta(seconds=settings.OTP_TTL_SECONDS),
+        dt.timedelta(seconds=settings.OTP_RESEND_COOLDOWN_SECONDS),
+    )
+
+
+def otp_codes_purge(
+    *, older_than: dt.timedelta | None = None, batch_size: int = OTP_PURGE_BATCH_SIZE
+) -> int:
+    """Delete the one-time codes created more than `older_than` ago; returns how many.
+
+    `older_than` defaults to OTP_RETENTION_SECONDS (24 h). An age under one hour is raised to
+    one hour, with a warning, and so is one under the code lifetime or the resend cooldown:
+    the codes are also the send log, and the hourly send limits, the resend cooldown and
+    verification read the recent ones. A code deleted after that is long expired; a try
+    against it answers `otp_expired` (even if it was burned by wrong tries).
+
+    Deletes in batches of `batch_size`, each its own short statement, so a large backlog
+    never holds locks on many rows at once and concurrent sends are not held up.
+    """
+    requested = otp_retention_default() if older_than is None else older_than
+    floor = otp_retention_floor()
+    if requested < floor:
+        logger.warning(
+            "OTP retention of %s is too short for the send limits; keeping %s instead",
+            requested,
+            floor,
+        )
+    cutoff = timezone.now() - max(requested, floor)
+    expired = OneTimeCode.objects.filter(created_at__lt=cutoff)
+    deleted = 0
+    while True:
+        # Ordered by id: the oldest rows come first in the primary key index, so each batch
+        # is found without reading the whole table.
+        ids = list(expired.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        count, _ = OneTimeCode.objects.filter(pk__in=ids).delete()
+        deleted += count
+        if len(ids) < batch_size:
+            break
+    if deleted:
+        logger.info("Purged %s one-time codes created before %s", deleted, cutoff.isoformat())
+    return deleted

@@ -1,0 +1,13 @@
+"""Celery tasks of accounts: periodic housekeeping."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from accounts.maintenance import otp_codes_purge as otp_codes_purge_service
+
+
+@shared_task(name="accounts.otp_codes_purge", time_limit=300, soft_time_limit=270)
+def otp_codes_purge() -> int:
+    """Beat, hourly: delete the codes older than OTP_RETENTION_SECONDS; returns how many."""
+    return otp_codes_purge_service()

@@ -1,0 +1,160 @@
+"""Purging old one-time codes: the service, the hourly beat task and the operator command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.maintenance import otp_codes_purge
+from accounts.models import OneTimeCode
+from accounts.tasks import otp_codes_purge as otp_codes_purge_task
+from accounts.tests.helpers import post, send_code
+from gemini_clone.celery import app as celery_app
+
+pytestmark = pytest.mark.django_db
+
+HOUR = 3600
+
+
+def _phone(n: int) -> str:
+    return f"+9198765{n:05d}"
+
+
+def _send(client, n: int) -> None:
+    response = send_code(client, _phone(n))
+    assert response.status_code == 200, response.json()
+
+
+def _phones_with_codes() -> set[str]:
+    return {str(phone) for phone in OneTimeCode.objects.values_list("phone", flat=True)}
+
+
+def test_the_purge_deletes_codes_past_the_retention_and_keeps_the_rest(api_client, clock, settings):
+    settings.OTP_RETENTION_SECONDS = 24 * HOUR
+    _send(api_client, 1)
+    clock.shift(2 * HOUR)
+    _send(api_client, 2)
+    clock.shift(22 * HOUR + 1)  # the first code is now 24 h 1 s old, the second 22 h 1 s
+
+    assert otp_codes_purge() == 1
+    assert _phones_with_codes() == {_phone(2)}
+    assert otp_codes_purge() == 0
+
+
+def test_an_explicit_age_overrides_the_setting(api_client, clock):
+    _send(api_client, 1)
+    clock.shift(3 * HOUR)
+    _send(api_client, 2)
+    clock.shift(HOUR + 30 * 60)
+
+    assert otp_codes_purge(older_than=dt.timedelta(hours=2)) == 1
+    assert _phones_with_codes() == {_phone(2)}
+
+
+def test_an_age_under_an_hour_is_raised_to_an_hour(api_client, clock, caplog):
+    _send(api_client, 1)
+    clock.shift(HOUR + 1)
+    _send(api_client, 2)
+    clock.shift(30 * 60)
+
+    with caplog.at_level(logging.WARNING, logger="accounts.maintenance"):
+        deleted = otp_codes_purge(older_than=dt.timedelta(0))
+    # Only the code older than an hour went; the 30-minute-old one is still counted.
+    assert deleted == 1
+    assert _phones_with_codes() == {_phone(2)}
+    assert "too short" in caplog.text
+
+
+def test_the_hourly_send_limit_still_holds_after_a_purge(api_client, clock):
+    phone = _phone(7)
+    for _ in range(5):
+        assert send_code(api_client, phone).status_code == 200
+        clock.shift(61)
+
+    # The most eager purge possible must not forget this hour's sends.
+    assert otp_codes_purge(older_than=dt.timedelta(0)) == 0
+    refused = send_code(api_client, phone)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "otp_send_limit"
+
+    # Once the first send leaves the hour, the limit frees up, purge or not.
+    clock.shift(HOUR - 5 * 61)
+    otp_codes_purge(older_than=dt.timedelta(0))
+    assert send_code(api_client, phone).status_code == 200
+
+
+def test_a_code_just_sent_still_logs_in_after_a_purge(api_client, clock):
+    code = send_code(api_client, _phone(1)).json()["otp"]
+    clock.shift(4 * 60)
+    otp_codes_purge(older_than=dt.timedelta(0))
+    verified = post(api_client, "/api/auth/verify-otp", {"phone": _phone(1), "otp": code})
+    assert verified.status_code == 200
+    assert verified.json()["created"] is True
+
+
+def test_a_large_backlog_is_deleted_in_small_batches(api_client, clock):
+    for n in range(5):
+        _send(api_client, n)
+    clock.shift(25 * HOUR)
+    _send(api_client, 99)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert otp_codes_purge(batch_size=2) == 5
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 3  # 2 + 2 + 1
+    assert _phones_with_codes() == {_phone(99)}
+
+
+def test_the_command_prints_how_many_codes_it_deleted(api_client, clock, settings):
+    settings.OTP_RETENTION_SECONDS = 24 * HOUR
+    _send(api_client, 1)
+    _send(api_client, 2)
+    clock.shift(3 * HOUR)
+    _send(api_client, 3)
+    clock.shift(HOUR)
+
+    out = StringIO()
+    call_command("otp_codes_purge", stdout=out)
+    assert out.getvalue().strip() == "Deleted 0 one-time codes."
+
+    out = StringIO()
+    call_command("otp_codes_purge", "--older-than-hours", "2", stdout=out)
+    assert out.getvalue().strip() == "Deleted 2 one-time codes."
+    assert _phones_with_codes() == {_phone(3)}
+
+
+@pytest.mark.parametrize("hours", ["0", "-3", "two"])
+def test_the_command_refuses_an_age_under_an_hour(api_client, hours):
+    _send(api_client, 1)
+    with pytest.raises(CommandError, match="older-than-hours"):
+        call_command("otp_codes_purge", "--older-than-hours", hours, stdout=StringIO())
+    assert OneTimeCode.objects.count() == 1
+
+
+def test_the_beat_task_purges_with_the_configured_retention(api_client, clock, settings):
+    settings.OTP_RETENTION_SECONDS = 2 * HOUR
+    _send(api_client, 1)
+    clock.shift(HOUR)
+    _send(api_client, 2)
+    clock.shift(HOUR + 1)
+
+    assert otp_codes_purge_task.apply().get() == 1
+    assert _phones_with_codes() == {_phone(2)}
+    assert otp_codes_purge_task.time_limit is not None
+
+
+def test_every_beat_entry_names_a_registered_task():
+    celery_app.loader.import_default_modules()
+    schedule = celery_app.conf.beat_schedule
+    assert {"accounts.otp_codes_purge", "chatrooms.idempotency_records_prune"} <= {
+        entry["task"] for entry in schedule.values()
+    }
+    for name, entry in schedule.items():
+        assert entry["task"] in celery_app.tasks, f"beat entry {name!r} names an unknown task"
+    assert schedule["otp-codes-purge"]["schedule"] == HOUR
