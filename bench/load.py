@@ -144,6 +144,11 @@ async def main() -> None:
         help="the model's own latency, taken out of the overhead figure",
     )
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument(
+        "--fake-url",
+        help="the local Gemini stand-in; its latency is set to --burst-model-seconds for burst",
+    )
+    parser.add_argument("--burst-model-seconds", type=float, default=2.0)
     args = parser.parse_args()
     only = set(args.only.split(","))
     base = args.base_url
@@ -154,6 +159,13 @@ async def main() -> None:
         needed_rooms += int(args.duration * 1500) + 2000
     rooms = await create_chatrooms(base, token, max(needed_rooms, 60))
     room_pool = iter(rooms[50:])
+
+    if "healthz" in only:  # calibration: the framework's floor, no auth, no database
+
+        async def healthz_request(conn: Connection) -> int:
+            return (await conn.request("GET", "/healthz")).status
+
+        report("healthz", *await hammer(base, 32, args.duration, healthz_request))
 
     if "list" in only:
 
@@ -218,6 +230,12 @@ async def main() -> None:
 
     if "burst" in only:
         burst_rooms = await create_chatrooms(base, token, args.burst)
+        model_seconds = args.model_seconds
+        if args.fake_url:
+            fake = Connection(args.fake_url)
+            await fake.request("POST", "/_fake/reset", body={"latency": args.burst_model_seconds})
+            await fake.close()
+            model_seconds = args.burst_model_seconds
         started = time.perf_counter()
         conns = [Connection(base) for _ in range(16)]
 
@@ -228,22 +246,34 @@ async def main() -> None:
             )
             return {"room": room, "reply": sent.json()["reply"]["id"]}
 
-        accepted = [await send_and_wait(i, room) for i, room in enumerate(burst_rooms)]
+        async def sender(index: int) -> list[dict]:
+            return [await send_and_wait(index, room) for room in burst_rooms[index :: len(conns)]]
+
+        accepted = [
+            item
+            for share in await asyncio.gather(*map(sender, range(len(conns))))
+            for item in share
+        ]
         sent_in = time.perf_counter() - started
         statuses: list[str] = []
+        errors_seen: list[dict] = []
 
         async def poller(share: list[dict], conn: Connection) -> None:
             for item in share:
                 message = await wait_completed(conn, token, item["room"], item["reply"])
                 statuses.append(message["status"])
+                if message["error"] and len(errors_seen) < 3:
+                    errors_seen.append(message["error"])
 
         await asyncio.gather(*(poller(accepted[i::16], conns[i]) for i in range(16)))
         elapsed = time.perf_counter() - started
         for conn in conns:
             await conn.close()
         completed = statuses.count("completed")
+        if completed != len(statuses):
+            print("burst statuses:", {s: statuses.count(s) for s in set(statuses)}, errors_seen)
         print(
-            f"burst     {args.burst} replies (model {args.model_seconds:.1f} s each): "
+            f"burst     {args.burst} replies (model {model_seconds:.1f} s each): "
             f"all finished in {elapsed:.2f} s (sends took {sent_in:.2f} s), "
             f"completed={completed}",
             flush=True,

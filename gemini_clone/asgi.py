@@ -1,7 +1,41 @@
-import os
+"""The ASGI entry point: one server for the whole API.
 
-from django.core.asgi import get_asgi_application
+Async views (the reply stream) run on Django's ASGI handler, so hundreds of open
+streams cost no thread. Every other view is synchronous (DRF), and Django's ASGI
+adaptation of sync code is slow (a thread hand-off per middleware layer and per
+request context); those requests go to Django's WSGI handler on a bounded thread pool
+instead, which measured several times faster on the same machine (see README,
+"Benchmarks").
+"""
+
+import os
+from inspect import iscoroutinefunction
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
-application = get_asgi_application()
+from a2wsgi import WSGIMiddleware
+from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+from django.urls import Resolver404, resolve
+
+django_asgi = get_asgi_application()
+django_wsgi = WSGIMiddleware(
+    get_wsgi_application(),  # type: ignore[arg-type]  # Django's stubs type the response, not bytes
+    workers=int(os.environ.get("WEB_THREADS", "16")),
+)
+
+
+def _is_async_view(path: str) -> bool:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return iscoroutinefunction(match.func)
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http" and not _is_async_view(scope["path"]):
+        await django_wsgi(scope, receive, send)  # type: ignore[arg-type]
+    else:
+        await django_asgi(scope, receive, send)

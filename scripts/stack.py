@@ -64,7 +64,8 @@ def _stop_all(processes: dict[str, subprocess.Popen[bytes]], redis: list[Embedde
 
 def run() -> int:
     os.environ.setdefault("DEBUG", "true")
-    redis = ensure_services(ROOT / ".data", database="gemini_clone")
+    data_dir = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
+    redis = ensure_services(data_dir, database="gemini_clone")
     port = os.environ.setdefault("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
@@ -115,7 +116,7 @@ def run() -> int:
                 "--loglevel",
                 "INFO",
                 "--schedule",
-                str(ROOT / ".data" / "celerybeat-schedule"),
+                str(data_dir / "celerybeat-schedule"),
             ],
         ),
     }
