@@ -8,6 +8,8 @@ from django.db import models
 from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
+from accounts.auth_cache import auth_user_forget
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -53,6 +55,16 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return str(self.phone)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        auth_user_forget(user_id=self.pk)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        user_id = self.pk
+        deleted = super().delete(*args, **kwargs)
+        auth_user_forget(user_id=user_id)
+        return deleted
 
 
 class OneTimeCode(models.Model):

@@ -177,6 +177,9 @@ SIMPLE_JWT = {
     "REVOKE_TOKEN_CLAIM": "pwd",
 }
 
+# Seconds Redis keeps the copy of a user row that authentication reads (see accounts.auth_cache).
+AUTH_USER_CACHE_TTL = env_int("AUTH_USER_CACHE_TTL", 300)
+
 PHONENUMBER_DEFAULT_REGION = env_str("DEFAULT_PHONE_REGION", "IN")
 PHONENUMBER_DB_FORMAT = "E164"
 PHONENUMBER_DEFAULT_FORMAT = "E164"
@@ -283,7 +286,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.CachedUserJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],

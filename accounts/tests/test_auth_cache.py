@@ -1,0 +1,60 @@
+"""Authentication reads the user through a Redis copy; every write must be seen at once."""
+
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.tests.factories import UserFactory
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+def _get_me(api_client, token):
+    return api_client.get("/api/user/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_a_repeated_request_does_not_read_the_user_row(
+    api_client, user, django_assert_max_num_queries
+):
+    token = AccessToken.for_user(user)
+    assert api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    # The chatroom list is cached too, so a repeat needs no database at all.
+    with django_assert_max_num_queries(0):
+        response = api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert response["X-Cache"] == "HIT"
+
+
+def test_deactivating_a_user_locks_them_out_on_the_next_request(api_client, user):
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200
+    user.is_active = False
+    user.save()  # as the admin does
+    response = _get_me(api_client, token)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_new_password_revokes_access_tokens_held_in_the_cache(api_client, user):
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200
+    user.set_password("another-Orbit-8-lantern")
+    user.save(update_fields=["password"])
+    assert _get_me(api_client, token).status_code == 401
+
+
+def test_a_profile_edit_shows_on_the_next_request(api_client, user):
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).json()["name"] == user.name
+    user.name = "Renamed"
+    user.save(update_fields=["name"])
+    assert _get_me(api_client, token).json()["name"] == "Renamed"
+
+
+def test_a_deleted_user_is_refused(api_client, user):
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200
+    user.delete()
+    assert _get_me(api_client, token).status_code == 401
