@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -14,7 +14,11 @@ def user_is_pro(*, user: User) -> bool:
     now = timezone.now()
     granted = BillingAccount.objects.filter(user=user, pro_granted_until__gt=now)
     subscribed = Subscription.objects.filter(user=user, status__in=Subscription.PRO_STATUSES)
-    return granted.exists() or subscribed.exists()
+    # One round trip on the send path: SELECT (EXISTS ...) OR (EXISTS ...).
+    answer = User.objects.filter(pk=user.pk).values_list(
+        Q(Exists(granted)) | Q(Exists(subscribed)), flat=True
+    )
+    return bool(answer.first())
 
 
 def users_pro_filter(prefix: str = "") -> Q:
