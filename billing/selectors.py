@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -15,9 +15,8 @@ def user_is_pro(*, user: User) -> bool:
     granted = BillingAccount.objects.filter(user=user, pro_granted_until__gt=now)
     subscribed = Subscription.objects.filter(user=user, status__in=Subscription.PRO_STATUSES)
     # One round trip on the send path: SELECT (EXISTS ...) OR (EXISTS ...).
-    answer = User.objects.filter(pk=user.pk).values_list(
-        Q(Exists(granted)) | Q(Exists(subscribed)), flat=True
-    )
+    is_pro = ExpressionWrapper(Exists(granted) | Exists(subscribed), output_field=BooleanField())
+    answer = User.objects.filter(pk=user.pk).values_list(is_pro, flat=True)
     return bool(answer.first())
 
 
