@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 CHATROOM_NAME_MAX_CHARS = 200
 CHATROOM_SYSTEM_PROMPT_MAX_CHARS = 4000
@@ -49,7 +50,8 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the send service, so a prompt and its reply share one instant.
+    created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     # Reply bookkeeping (role=model only).

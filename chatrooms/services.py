@@ -161,12 +161,14 @@ def _send(*, user: User, chatroom_id: int, content: str) -> SendResult:
                 role=Message.Role.USER,
                 content=content,
                 status=Message.Status.COMPLETED,
+                created_at=now,
                 completed_at=now,
             ),
             Message(
                 chatroom=chatroom,
                 role=Message.Role.MODEL,
                 status=Message.Status.PENDING,
+                created_at=now,
                 usage_day=usage_today(now),
             ),
         ]

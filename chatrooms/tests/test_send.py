@@ -485,3 +485,17 @@ def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
     assert sorted(statuses) == [202] + [409] * 7
     assert Message.objects.filter(role="model").count() == 1
     assert DailyUsage.objects.get(user=user).count == 1
+
+
+def test_a_prompt_and_its_reply_are_stamped_with_the_same_instant(api_client, db):
+    from accounts.tests.factories import UserFactory
+    from chatrooms.models import Chatroom
+
+    user = UserFactory()
+    api_client.force_authenticate(user)
+    room = Chatroom.objects.create(user=user)
+    body = api_client.post(
+        f"/api/chatroom/{room.pk}/message", {"content": "Hi"}, format="json"
+    ).json()
+    prompt = body["user_message"]
+    assert prompt["created_at"] == prompt["completed_at"] == body["reply"]["created_at"]
