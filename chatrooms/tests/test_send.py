@@ -382,10 +382,10 @@ def test_send_queries_do_not_grow_with_history(
     client: APIClient, chatroom: Chatroom, history: int, django_assert_max_num_queries
 ) -> None:
     MessageFactory.create_batch(history, chatroom=chatroom)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         assert _send(client, chatroom.pk, "Plain").status_code == 202
     _finish_replies()
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         response = _send(client, chatroom.pk, "Keyed", HTTP_IDEMPOTENCY_KEY="q")
         assert response.status_code == 202
     with django_assert_max_num_queries(5):
