@@ -9,18 +9,10 @@ from factory.django import DjangoModelFactory
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.tests.factories import UserFactory
 from chatrooms.models import Chatroom, Message
 
-
-class UserFactory(DjangoModelFactory[User]):
-    class Meta:
-        model = User
-
-    phone = factory.Sequence(lambda n: f"+9198{n:08d}")
-
-    @classmethod
-    def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
-        return User.objects.create_user(*args, **kwargs)
+__all__ = ["ChatroomFactory", "MessageFactory", "UserFactory", "client_for", "error_code"]
 
 
 class ChatroomFactory(DjangoModelFactory[Chatroom]):

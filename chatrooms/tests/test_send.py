@@ -488,7 +488,6 @@ def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
 
 
 def test_a_prompt_and_its_reply_are_stamped_with_the_same_instant(api_client, db):
-    from accounts.tests.factories import UserFactory
     from chatrooms.models import Chatroom
 
     user = UserFactory()
