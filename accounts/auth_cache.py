@@ -9,8 +9,11 @@ bypassed `save()` (a raw UPDATE) could leave behind.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import TYPE_CHECKING
 
+from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -19,8 +22,18 @@ if TYPE_CHECKING:
     from accounts.models import User
 
 
+@functools.cache
+def _row_shape() -> str:
+    """A tag of the user table's columns: a deploy that changes them starts with a cold cache
+    instead of unpickling rows of the old shape."""
+    columns = ",".join(
+        field.attname for field in apps.get_model(settings.AUTH_USER_MODEL)._meta.concrete_fields
+    )
+    return hashlib.sha256(columns.encode()).hexdigest()[:8]
+
+
 def _key(user_id: object) -> str:
-    return f"accounts:auth-user:{user_id}"
+    return f"accounts:auth-user:{_row_shape()}:{user_id}"
 
 
 def auth_user_cached(*, user_id: object) -> User | None:
