@@ -53,6 +53,8 @@ def _as_e164(term: str) -> str | None:
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Users deleted in bulk still go through `User.delete()`, which ends their sessions."""
+
     form = UserEditForm
     add_form = UserAddForm
     fieldsets = (
@@ -92,6 +94,10 @@ class UserAdmin(DjangoUserAdmin):
         if e164 is not None:
             results |= queryset.filter(phone=e164)
         return results, may_have_duplicates
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            user.delete()
 
 
 @admin.register(OneTimeCode)

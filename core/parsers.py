@@ -16,7 +16,10 @@ class StrictJSONParser(JSONParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
-        data = super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("The JSON body is nested too deeply.") from exc
         if not isinstance(data, dict):
             raise ParseError("The JSON body must be an object.")
         return data

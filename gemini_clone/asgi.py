@@ -34,8 +34,33 @@ def _is_async_view(path: str) -> bool:
     return iscoroutinefunction(match.func)
 
 
+def _bodiless(receive: Any) -> Any:
+    """`receive` for a GET to an async view: an empty body, whatever the client sends.
+
+    Django's ASGI handler reads the whole body (to disk past 2.5 MB) before any middleware
+    could refuse it; a stream needs none, so the bytes are dropped as they arrive instead.
+    """
+    delivered = False
+
+    async def wrapped() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while True:
+            message: dict[str, Any] = await receive()
+            if message["type"] != "http.request":
+                return message
+
+    return wrapped
+
+
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "http" and not _is_async_view(scope["path"]):
-        await django_wsgi(scope, receive, send)  # type: ignore[arg-type]
-    else:
+    if scope["type"] != "http":
         await django_asgi(scope, receive, send)
+    elif scope["method"] in ("GET", "HEAD") and _is_async_view(scope["path"]):
+        await django_asgi(scope, _bodiless(receive), send)
+    else:
+        # Sync views, and any other method on an async route (answered 405 there), go
+        # through WSGI, where the 1 MiB limit is checked before the body is read.
+        await django_wsgi(scope, receive, send)  # type: ignore[arg-type]

@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so even Django's own refusals (a bad Host header) leave /api as JSON.
+    "core.middleware.ApiExceptionMiddleware",
     "core.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.static.StaticFilesMiddleware",
@@ -85,7 +87,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "core.middleware.ApiExceptionMiddleware",
 ]
 
 ROOT_URLCONF = "gemini_clone.urls"

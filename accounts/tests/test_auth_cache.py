@@ -1,6 +1,7 @@
 """Authentication reads the user through a Redis copy; every write must be seen at once."""
 
 import pytest
+from django.core.cache import cache
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
@@ -18,6 +19,7 @@ def _get_me(api_client, token):
 def test_a_repeated_request_does_not_read_the_user_row(
     api_client, user, django_assert_max_num_queries
 ):
+    cache.clear()  # the few seconds after the user's creation, when no copy is kept, are over
     token = AccessToken.for_user(user)
     assert api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
     # The chatroom list is cached too, so a repeat needs no database at all.
@@ -58,3 +60,28 @@ def test_a_deleted_user_is_refused(api_client, user):
     assert _get_me(api_client, token).status_code == 200
     user.delete()
     assert _get_me(api_client, token).status_code == 401
+
+
+def test_users_deleted_in_bulk_by_the_admin_are_refused(admin_client, api_client, user):
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200
+    response = admin_client.post(
+        "/admin/accounts/user/",
+        {"action": "delete_selected", "_selected_action": [user.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert _get_me(api_client, token).status_code == 401
+
+
+def test_a_copy_read_before_a_change_cannot_be_stored_after_it(api_client, user):
+    from accounts.auth_cache import auth_user_cached, auth_user_forget, auth_user_remember
+    from accounts.models import User
+
+    stale = User.objects.get(pk=user.pk)  # a request reads the row...
+    user.is_active = False
+    user.save()  # ...the admin deactivates the user and the copy is forgotten...
+    auth_user_remember(user=stale)  # ...then the slow request tries to store what it read.
+    assert auth_user_cached(user_id=user.pk) is None
+    token = AccessToken.for_user(stale)
+    assert _get_me(api_client, token).status_code == 401
+    auth_user_forget(user_id=user.pk)

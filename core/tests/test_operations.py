@@ -66,3 +66,18 @@ def test_malformed_authorization_header_is_a_readable_401(client):
     error = response.json()["error"]
     assert error["code"] == "authentication_failed"
     assert error["message"] == "Authorization header must contain two space-delimited values"
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(client):
+    response = client.post(
+        "/api/auth/send-otp", data="[" * 100_000, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+def test_a_bad_host_header_gets_json_on_api_paths(client):
+    response = client.get("/api/user/me", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
