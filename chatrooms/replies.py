@@ -139,18 +139,24 @@ def reply_claim(*, reply_id: int) -> Claim | None:
 
 def reply_history(*, claim: Claim) -> list[Turn]:
     """The conversation before this reply, oldest first: the user's messages and the replies
-    that completed with text (failed, blocked, canceled and empty ones are left out)."""
+    that completed with text (failed, canceled and empty ones are left out). A prompt whose
+    reply was blocked is left out too: sent again, it would get every later reply blocked."""
     rows = (
         Message.objects.filter(chatroom_id=claim.chatroom_id, pk__lt=claim.reply_id)
-        .filter(Q(role=Message.Role.USER) | Q(role=Message.Role.MODEL, status=Status.COMPLETED))
-        .exclude(content="")
         .order_by("-id")
-        .values_list("role", "content")[:HISTORY_MAX_MESSAGES]
+        .values_list("role", "content", "status")[:HISTORY_MAX_MESSAGES]
     )
-    return [
-        Turn(role="user" if role == Message.Role.USER else "model", text=text)
-        for role, text in reversed(rows)
-    ]
+    turns: list[Turn] = []
+    for role, text, status in reversed(rows):
+        if role == Message.Role.USER:
+            if text:
+                turns.append(Turn(role="user", text=text))
+        elif status == Status.BLOCKED:
+            if turns and turns[-1].role == "user":
+                turns.pop()
+        elif status == Status.COMPLETED and text:
+            turns.append(Turn(role="model", text=text))
+    return turns
 
 
 def reply_lease_renew(*, claim: Claim) -> bool:

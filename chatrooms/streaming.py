@@ -24,6 +24,8 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # The worker's calls are short; a follower's blocking read waits up to the keep-alive interval.
 _SOCKET_TIMEOUT_SECONDS = 5
@@ -52,6 +54,9 @@ def redis_client() -> redis.Redis:
                 decode_responses=True,
                 socket_timeout=_SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+                # No automatic retry: an XADD whose answer timed out may have been applied,
+                # and sending it again would show the chunk twice.
+                retry=Retry(NoBackoff(), 0),
             )
             _client = (settings.REDIS_URL, client)
         return _client[1]

@@ -133,7 +133,15 @@ def _max_attempts() -> int:
 def _generate(*, model: AiModel, claim: replies.Claim, turns: list[Turn]) -> Outcome:
     """Stream from the model and publish each chunk; no database connection is held."""
     parts: list[str] = []
-    renew_every = settings.REPLY_LEASE_SECONDS / 3
+    # Renewed only as chunks arrive, and the next one may take up to the model's timeout:
+    # renew early enough that a slow chunk still lands inside the lease.
+    renew_every = max(
+        1.0,
+        min(
+            settings.REPLY_LEASE_SECONDS / 3,
+            (settings.REPLY_LEASE_SECONDS - settings.GEMINI_TIMEOUT_SECONDS) / 2,
+        ),
+    )
     renew_at = time.monotonic() + renew_every
     deadline = time.monotonic() + settings.REPLY_TIME_LIMIT_SECONDS
     publishing = True

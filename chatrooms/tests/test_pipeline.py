@@ -56,7 +56,8 @@ def test_reply_completes_with_text_tokens_and_model(fake_gemini, make_exchange, 
 def test_history_and_system_prompt_reach_the_model(fake_gemini, make_exchange, pipeline_chatroom):
     fake_gemini.script(Reply(text="A particle of light."), Reply(text="Yes, massless."))
     _run(make_exchange("What is a photon?"))
-    # Replies that did not complete are not part of the conversation the model sees.
+    # Replies that did not complete are not part of the conversation the model sees, nor is
+    # a prompt the safety filters blocked (sent again, it would block every later reply).
     MessageFactory.create(chatroom=pipeline_chatroom, role="user", content="Say something bad")
     MessageFactory.create(
         chatroom=pipeline_chatroom, role="model", content="", status=Status.BLOCKED
@@ -73,7 +74,6 @@ def test_history_and_system_prompt_reach_the_model(fake_gemini, make_exchange, p
     assert model_contents(request) == [
         ("user", "What is a photon?"),
         ("model", "A particle of light."),
-        ("user", "Say something bad"),
         ("user", "Is it massless?"),
     ]
 
