@@ -228,7 +228,9 @@ def reply_cancel_settle(*, claim: Claim, text: str, model_name: str) -> Message 
     """Store the text generated before a cancel, once, if this attempt was the one canceled."""
     written = (
         _fenced(claim, Status.CANCELED)
-        .filter(lease_expires_at__isnull=False)
+        # Only while the lease lasts: once it ran out, streams ended from the database and
+        # the canceled reply's content is final.
+        .filter(lease_expires_at__gt=Now())
         .update(content=text, model_name=model_name, lease_expires_at=None, updated_at=Now())
     )
     return _reload(claim) if written else None

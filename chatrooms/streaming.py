@@ -174,12 +174,17 @@ class ReplyFollower:
         return events
 
     def finish(self, message: dict[str, Any]) -> list[SseEvent]:
-        """The final message: whatever text the client is missing, then `done`."""
+        """The final message: whatever text the client is missing, then `done`.
+
+        When the stored text does not extend what the client saw (a cancel that landed
+        between two attempts, or a restart that finished unseen), there is nothing left to
+        stream: `done` alone ends it, and its `content` is the text that counts.
+        """
         self.finished = True
         sent = "".join(self.sent)
         content: str = message["content"]
         if not content.startswith(sent):
-            return [stream_restarted_event()]
+            return [SseEvent("done", message)]
         events = []
         if len(content) > len(sent):
             events.append(SseEvent("delta", {"text": content[len(sent) :]}))

@@ -289,3 +289,13 @@ def test_the_stream_is_documented_in_the_openapi_schema(client):
     assert {"401", "404", "405"} <= set(operation["responses"])
     assert "stream_restarted" in operation["description"]
     assert [p["name"] for p in operation["parameters"]] == ["chatroom_id", "message_id"]
+
+
+def test_a_final_message_that_does_not_extend_what_was_seen_still_ends_with_done():
+    # A cancel that landed while the reply waited for a retry: the client saw the first
+    # attempt's text, the stored content is empty. The stream still ends with `done`.
+    follower = streaming.ReplyFollower()
+    follower.feed([("1-0", {"type": "delta", "attempt": "1", "text": "Hel"})])
+    final = {"id": 7, "content": "", "status": "canceled"}
+    events = follower.finish(final)
+    assert [(event.name, event.data) for event in events] == [("done", final)]
