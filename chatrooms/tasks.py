@@ -150,7 +150,7 @@ def _generate(*, model: AiModel, claim: replies.Claim, turns: list[Turn]) -> Out
             for item in items:
                 if isinstance(item, Finish):
                     text = "".join(parts)
-                    if not text:
+                    if not text.strip():  # whitespace alone is no answer either
                         return Outcome(
                             Ending.FAILED,
                             text,

@@ -167,11 +167,14 @@ def test_a_non_retryable_error_fails_at_once(fake_gemini, make_exchange, counted
     assert counted(pipeline_user.pk) == 0
 
 
-def test_an_empty_reply_is_never_completed(fake_gemini, make_exchange, counted, pipeline_user):
-    fake_gemini.script(Reply(text=""))
+@pytest.mark.parametrize("text", ["", "  \n "])
+def test_an_empty_reply_is_never_completed(
+    fake_gemini, make_exchange, counted, pipeline_user, text
+):
+    fake_gemini.script(Reply(text=text, chunks=1))
     reply = _run(make_exchange())
     assert reply.status == Status.FAILED
-    assert reply.content == ""
+    assert reply.content.strip() == ""
     assert counted(pipeline_user.pk) == 0
 
 
