@@ -1,4 +1,4 @@
-"""The client's IP address, for the per-IP OTP send limit."""
+"""The client's IP address, and the network the per-IP limits count it under."""
 
 from __future__ import annotations
 
@@ -21,11 +21,21 @@ def _is_trusted(address: IPAddress) -> bool:
     return any(address in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
 
 
+# Counted for requests whose peer address is unknown (no REMOTE_ADDR), so they share one
+# budget instead of escaping the per-IP limits.
+UNKNOWN_CLIENT = "unknown"
+# One IPv6 subscriber usually holds a whole /64, so its addresses count as one client.
+IPV6_CLIENT_PREFIX = 64
+
+
 def _parse(value: str) -> IPAddress | None:
     try:
-        return ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    return address
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -50,3 +60,19 @@ def client_ip(request: HttpRequest) -> str | None:
             return str(address)
         nearest = address
     return str(nearest)
+
+
+def client_network(ip: str | None) -> IPNetwork | None:
+    """The network a per-IP limit counts `ip` under: the address itself for IPv4, its /64
+    for IPv6, None for an unknown client (see UNKNOWN_CLIENT)."""
+    address = _parse(ip) if ip is not None else None
+    if address is None:
+        return None
+    prefix = IPV6_CLIENT_PREFIX if address.version == 6 else address.max_prefixlen
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+def client_network_key(ip: str | None) -> str:
+    """`client_network` as a string key: "198.51.100.7/32", "2001:db8:1:2::/64", "unknown"."""
+    network = client_network(ip)
+    return str(network) if network is not None else UNKNOWN_CLIENT

@@ -44,6 +44,25 @@ class OtpSendLimit(_RetryLater):
     message = "Too many codes were requested. Try again later."
 
 
+class LoginAttemptsExceeded(_RetryLater):
+    code = "login_attempts_exceeded"
+    message = "Too many failed logins for this number or from this network. Try again later."
+
+
+class PasswordRejected(ApiError):
+    """The password rules refused a new password once the code proved the account.
+
+    Rendered like a serializer's field error, which is what it is to the client.
+    """
+
+    status_code = 400
+    code = "validation_error"
+    message = "The request has invalid fields."
+
+    def __init__(self, *, field: str, messages: list[str]) -> None:
+        super().__init__(details={"fields": {field: messages}})
+
+
 class InvalidCredentials(ApiError):
     status_code = 401
     code = "invalid_credentials"

@@ -85,9 +85,10 @@ class OneTimeCode(models.Model):
     expires_at = models.DateTimeField()
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Wrong tries so far.")
     used_at = models.DateTimeField(null=True, blank=True)
-    from_signup = models.BooleanField(
-        default=False, help_text="Issued by signup: verifying it keeps the password chosen there."
-    )
+    from_signup = models.BooleanField(default=False, help_text="Issued by signup.")
+    # Set for codes sent by signup. Verifying keeps the signup's password and e-mail only
+    # when this token comes with the code (see `accounts.otp`).
+    signup_token_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         indexes = [

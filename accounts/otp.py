@@ -4,12 +4,17 @@ A code is 6 digits from `secrets`. Only an HMAC-SHA256 of it is stored, keyed wi
 derived from SECRET_KEY and bound to the phone and purpose, so a leaked table row gives
 nothing usable. Only the newest code of a phone and purpose counts; sending a new one
 retires the old.
+
+A code sent by signup also gets a signup token, a random secret returned only to the caller
+of signup (its SHA-256 is kept on the row). The code reaches whoever holds the phone, the
+token whoever signed up; only together do they prove that the two are the same person.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import hmac
 import math
 import secrets
@@ -21,6 +26,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from accounts.client_ip import client_network, client_network_key
 from accounts.errors import (
     OtpAttemptsExceeded,
     OtpExpired,
@@ -47,12 +53,19 @@ def otp_code_hash(*, phone: str, purpose: str, code: str) -> str:
     return salted_hmac(_HASH_SALT, f"{purpose}:{phone}:{code}", algorithm="sha256").hexdigest()
 
 
+def signup_token_hash(token: str) -> str:
+    # 256 random bits need no key or stretching: a plain digest cannot be reversed.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class IssuedCode:
-    """What the API may say about a send. `code` is None when nothing was delivered."""
+    """What the API may say about a send. `code` is None when nothing was delivered;
+    `signup_token` is set for a code sent by signup."""
 
     code: str | None
     expires_in: int
+    signup_token: str | None = None
 
 
 def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
@@ -70,6 +83,18 @@ def _check_hourly_limit(sends: QuerySet[OneTimeCode], *, limit: int, now: dt.dat
         raise OtpSendLimit(_seconds_until(recent[-1] + _HOUR, now))
 
 
+def _sends_from_network(client_ip: str | None) -> QuerySet[OneTimeCode]:
+    """Codes requested from the client network of `client_ip` (see `accounts.client_ip`)."""
+    network = client_network(client_ip)
+    if network is None:
+        return OneTimeCode.objects.filter(client_ip__isnull=True)
+    if network.num_addresses == 1:
+        return OneTimeCode.objects.filter(client_ip=str(network.network_address))
+    # PostgreSQL orders inet host addresses numerically, so a range is the network.
+    first, last = network.network_address, network.broadcast_address
+    return OneTimeCode.objects.filter(client_ip__range=(str(first), str(last)))
+
+
 def _check_send_allowed(*, phone: str, purpose: str, client_ip: str | None) -> None:
     now = timezone.now()
     last = OneTimeCode.objects.filter(phone=phone, purpose=purpose).order_by("-created_at").first()
@@ -82,12 +107,9 @@ def _check_send_allowed(*, phone: str, purpose: str, client_ip: str | None) -> N
         limit=settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR,
         now=now,
     )
-    if client_ip is not None:
-        _check_hourly_limit(
-            OneTimeCode.objects.filter(client_ip=client_ip),
-            limit=settings.OTP_MAX_SENDS_PER_IP_PER_HOUR,
-            now=now,
-        )
+    _check_hourly_limit(
+        _sends_from_network(client_ip), limit=settings.OTP_MAX_SENDS_PER_IP_PER_HOUR, now=now
+    )
 
 
 def _deliver_after_commit(*, phone: str, code: str, purpose: str) -> None:
@@ -114,14 +136,15 @@ def otp_issue(
     With `deliver=False` the send is recorded and counted exactly like a real one, but the
     stored hash belongs to no 6-digit code and nothing leaves the server: forgot-password
     uses it for unknown numbers, so limits and later tries behave the same for every number.
+    With `from_signup=True` the answer carries a new signup token (see the module's doc).
     """
     with transaction.atomic():
-        # Serialises sends for the phone (cooldown) and the IP (hourly count).
+        # Serialises sends for the phone (cooldown) and the client network (hourly count).
         phone_lock(phone)
-        if client_ip is not None:
-            ip_lock(client_ip)
+        ip_lock(client_network_key(client_ip))
         _check_send_allowed(phone=phone, purpose=purpose, client_ip=client_ip)
         code = otp_code_generate() if deliver else None
+        signup_token = secrets.token_urlsafe(32) if from_signup else None
         now = timezone.now()
         ttl = settings.OTP_TTL_SECONDS
         OneTimeCode.objects.create(
@@ -134,10 +157,11 @@ def otp_issue(
             created_at=now,
             expires_at=now + dt.timedelta(seconds=ttl),
             from_signup=from_signup,
+            signup_token_hash=signup_token_hash(signup_token) if signup_token else "",
         )
         if code is not None:
             _deliver_after_commit(phone=phone, code=code, purpose=purpose)
-    return IssuedCode(code=code, expires_in=ttl)
+    return IssuedCode(code=code, expires_in=ttl, signup_token=signup_token)
 
 
 class OtpOutcome(enum.Enum):
@@ -149,8 +173,11 @@ class OtpOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class OtpCheck:
+    """`signup_confirmed`: the accepted code was sent by signup, and the caller presented
+    that signup's token."""
+
     outcome: OtpOutcome
-    from_signup: bool = False
+    signup_confirmed: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -165,13 +192,23 @@ class OtpCheck:
             raise OtpExpired()
 
 
-def otp_consume(*, phone: str, purpose: str, code: str) -> OtpCheck:
+def _signup_token_matches(stored_hash: str, token: str | None) -> bool:
+    if not stored_hash or not token:
+        return False
+    return hmac.compare_digest(stored_hash, signup_token_hash(token))
+
+
+def otp_consume(
+    *, phone: str, purpose: str, code: str, signup_token: str | None = None
+) -> OtpCheck:
     """Check `code` against the newest code of the phone and purpose, and record the try.
 
     Must run inside `transaction.atomic()`, and the caller must let that transaction commit
     before raising (`OtpCheck.raise_unless_accepted`), or a wrong try would not be counted.
     The row is locked, so concurrent tries are counted one by one and a code is accepted
     at most once. The try that reaches OTP_MAX_ATTEMPTS wrong ones burns the code.
+    A wrong or missing `signup_token` does not make the code wrong; it only leaves
+    `signup_confirmed` False.
     """
     latest = (
         OneTimeCode.objects.select_for_update()
@@ -195,4 +232,7 @@ def otp_consume(*, phone: str, purpose: str, code: str) -> OtpCheck:
         return OtpCheck(OtpOutcome.WRONG)
     latest.used_at = now
     latest.save(update_fields=["used_at"])
-    return OtpCheck(OtpOutcome.ACCEPTED, from_signup=latest.from_signup)
+    return OtpCheck(
+        OtpOutcome.ACCEPTED,
+        signup_confirmed=_signup_token_matches(latest.signup_token_hash, signup_token),
+    )

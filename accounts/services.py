@@ -17,12 +17,15 @@ from accounts.errors import (
     AccountDisabled,
     InvalidCredentials,
     PasswordIncorrect,
+    PasswordRejected,
     PhoneNotVerified,
     PhoneTaken,
 )
 from accounts.locks import phone_lock
+from accounts.login_throttle import login_attempt_begin
 from accounts.models import User, UserManager
 from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
+from accounts.password_rules import password_rule_errors
 from accounts.selectors import user_get_by_phone
 from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
 
@@ -36,6 +39,8 @@ class Login:
 
 @dataclass(frozen=True)
 class Signup:
+    """`issued.signup_token` goes back to the caller only; verify-otp wants it with the code."""
+
     user: User
     issued: IssuedCode
 
@@ -55,21 +60,26 @@ def _user_mark_logged_in(*, user: User, phone_verified: bool = False) -> None:
     user.save(update_fields=fields)
 
 
-def otp_login_verify(*, phone: str, code: str) -> Login:
+def otp_login_verify(*, phone: str, code: str, signup_token: str | None = None) -> Login:
     """Log in with a login code, creating the account for an unknown number.
 
     `created` is True when this is the account's first successful login: the account was
     made just now, or made unverified by signup and verified now. It is False afterwards.
 
-    On that first login a password survives only when the code came from signup, which set
-    it. A password set by someone who never held the phone (an unverified signup followed by
-    a plain send-otp login by the real owner) is dropped, so nobody can plant a password on a
-    number they do not own. The owner can then set one with change-password.
+    On that first login the password and e-mail given at signup survive only when the code
+    comes with the `signup_token` that signup returned: the code proves the phone, the token
+    proves that whoever holds the phone is whoever signed up. Otherwise (a plain send-otp
+    code, or a signup code used by the phone's owner for someone else's signup) the password
+    is made unusable and the e-mail cleared, so nobody can plant a password or a recovery
+    address on a number they do not own. The owner can then set a password with
+    change-password.
     """
     login: Login | None = None
     with transaction.atomic():
         phone_lock(phone)
-        check = otp_consume(phone=phone, purpose=Purpose.LOGIN, code=code)
+        check = otp_consume(
+            phone=phone, purpose=Purpose.LOGIN, code=code, signup_token=signup_token
+        )
         if check.accepted:
             login = _login_after_code(phone=phone, check=check)
     # Outside the transaction, so a wrong try stays counted.
@@ -85,11 +95,17 @@ def _login_after_code(*, phone: str, check: OtpCheck) -> Login:
     if not user.is_active:
         raise AccountDisabled()
     first_login = user.phone_verified_at is None
-    if first_login and not check.from_signup and user.has_usable_password():
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
+    if first_login and not check.signup_confirmed:
+        _user_drop_unproven_signup_details(user=user)
     _user_mark_logged_in(user=user, phone_verified=True)
     return Login(user=user, tokens=token_pair_issue(user=user), created=first_login)
+
+
+def _user_drop_unproven_signup_details(*, user: User) -> None:
+    if user.has_usable_password() or user.email:
+        user.set_unusable_password()
+        user.email = ""
+        user.save(update_fields=["password", "email"])
 
 
 def user_signup(
@@ -106,6 +122,8 @@ def user_signup(
     name and email replace the stored ones, and the password is always replaced (or removed
     when none is given): the latest signup defines the account until its code is verified.
     The resend cooldown and hourly limits apply, and a refused send changes nothing.
+    The password and e-mail outlive verification only with the returned signup token (see
+    `otp_login_verify`).
     """
     with transaction.atomic():
         phone_lock(phone)
@@ -138,22 +156,27 @@ def _password_matches(*, user: User | None, password: str) -> bool:
     return user.check_password(password)
 
 
-def password_login(*, phone: str, password: str) -> Login:
+def password_login(*, phone: str, password: str, client_ip: str | None) -> Login:
     """Log in with phone and password.
 
     A wrong password, an unknown number and an account without a password are the same
     InvalidCredentials. Only after a correct password does the caller learn that the
     account is disabled (AccountDisabled) or its phone not yet verified (PhoneNotVerified).
+    Too many failures for the number or from the client's network this hour are
+    LoginAttemptsExceeded, before the password is checked (`accounts.login_throttle`).
     """
+    attempt = login_attempt_begin(phone=phone, client_ip=client_ip)
     user = user_get_by_phone(phone=phone)
     if not _password_matches(user=user, password=password):
         raise InvalidCredentials()
     assert user is not None
+    attempt.release()
     if not user.is_active:
         raise AccountDisabled()
     if user.phone_verified_at is None:
         raise PhoneNotVerified()
     _user_mark_logged_in(user=user)
+    attempt.clear_phone_failures()
     return Login(user=user, tokens=token_pair_issue(user=user))
 
 
@@ -179,7 +202,11 @@ def password_forgot(*, phone: str, client_ip: str | None) -> IssuedCode:
 def password_reset(*, phone: str, code: str, new_password: str) -> None:
     """Set a new password with a reset code, and log the account out everywhere.
 
-    The code proves the phone, so an account not yet verified becomes verified.
+    The code proves the phone, so an account not yet verified becomes verified (and loses
+    the e-mail of its unproven signup, as verify-otp without the signup token does).
+    Only then are the password rules checked against the account itself (they compare the
+    password with its name and e-mail): a refused password is PasswordRejected, and the
+    code stays usable for a better one.
     """
     with transaction.atomic():
         phone_lock(phone)
@@ -189,10 +216,14 @@ def password_reset(*, phone: str, code: str, new_password: str) -> None:
             if user is None:  # disabled or deleted since the code was sent
                 check = OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
             else:
+                if errors := password_rule_errors(new_password, user):
+                    # Raised inside the transaction: the code's use is rolled back with it.
+                    raise PasswordRejected(field="new_password", messages=errors)
                 user.set_password(new_password)
                 if user.phone_verified_at is None:
                     user.phone_verified_at = timezone.now()
-                user.save(update_fields=["password", "phone_verified_at"])
+                    user.email = ""  # given by a signup nobody proved, like its password
+                user.save(update_fields=["password", "phone_verified_at", "email"])
                 tokens_revoke_all(user=user)
     check.raise_unless_accepted()
 

@@ -1,12 +1,14 @@
 """JWT pairs: issue, rotate, log out one, revoke all.
 
 Refresh tokens are recorded by simplejwt's blacklist app (`OutstandingToken`) and revoked by
-blacklisting. Access tokens carry a hash of the password hash (`SIMPLE_JWT` CHECK_REVOKE_TOKEN
-claim "pwd"), so a password change or reset also ends every access token issued before.
+blacklisting. Both tokens carry a hash of the password hash (`SIMPLE_JWT` CHECK_REVOKE_TOKEN
+claim "pwd"), so a password change or reset also ends every access token issued before, and
+rotation refuses a refresh token minted under an older password.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.errors import LogoutTokenInvalid, RefreshTokenRejected
 from accounts.models import User
@@ -50,16 +53,33 @@ def _decode_refresh(raw: str) -> dict[str, Any] | None:
     return claims
 
 
+def _user_id(claims: dict[str, Any]) -> int | None:
+    try:
+        return int(claims[api_settings.USER_ID_CLAIM])
+    except (TypeError, ValueError):
+        return None
+
+
 def token_refresh_rotate(*, raw: str) -> TokenPair:
     """Trade a refresh token for a new pair, blacklisting it; each token works once.
 
-    The row lock makes two concurrent refreshes with the same token yield one pair, not two.
-    The new pair is minted from the user as they are now, so its "pwd" claim is current.
+    Locks the user's row, then the token's: the order of password change, reset and logout,
+    which lock the user and then blacklist tokens. With the opposite order a rotation racing a
+    password change deadlocked (PostgreSQL checks Django's foreign keys at commit, so each
+    side ended up waiting for a row the other held) or minted a pair the change never saw.
+    Now two concurrent refreshes with the same token yield one pair, and a rotation waiting
+    behind a password change finds its token blacklisted. The token's "pwd" claim must also
+    match the current password, so a password set any other way (the admin) ends refresh
+    tokens too. The new pair is minted from the user as they are now.
     """
     claims = _decode_refresh(raw)
-    if claims is None:
+    user_id = _user_id(claims) if claims is not None else None
+    if claims is None or user_id is None:
         raise RefreshTokenRejected()
     with transaction.atomic():
+        user = User.objects.select_for_update().filter(pk=user_id, is_active=True).first()
+        if user is None:
+            raise RefreshTokenRejected()
         outstanding = (
             # No ordering: the model's default one joins the nullable user, which FOR UPDATE
             # cannot lock.
@@ -68,16 +88,21 @@ def token_refresh_rotate(*, raw: str) -> TokenPair:
             .order_by()
             .first()
         )
-        if outstanding is None or BlacklistedToken.objects.filter(token=outstanding).exists():
+        if outstanding is None or outstanding.user_id != user.pk:
             raise RefreshTokenRejected()
-        user_id = outstanding.user_id
-        if user_id is None or str(user_id) != str(claims[api_settings.USER_ID_CLAIM]):
+        if BlacklistedToken.objects.filter(token=outstanding).exists():
             raise RefreshTokenRejected()
-        user = User.objects.filter(pk=user_id, is_active=True).first()
-        if user is None:
+        if not _password_claim_current(claims, user):
             raise RefreshTokenRejected()
         BlacklistedToken.objects.create(token=outstanding)
         return token_pair_issue(user=user)
+
+
+def _password_claim_current(claims: dict[str, Any], user: User) -> bool:
+    if not api_settings.CHECK_REVOKE_TOKEN:
+        return True
+    expected = get_md5_hash_password(user.password)
+    return hmac.compare_digest(str(claims.get(api_settings.REVOKE_TOKEN_CLAIM, "")), expected)
 
 
 def token_logout(*, user: User, raw: str) -> None:
@@ -89,12 +114,17 @@ def token_logout(*, user: User, raw: str) -> None:
     claims = _decode_refresh(raw)
     if claims is None or str(claims[api_settings.USER_ID_CLAIM]) != str(user.pk):
         raise LogoutTokenInvalid()
-    outstanding = OutstandingToken.objects.filter(
-        jti=claims[api_settings.JTI_CLAIM], user=user
-    ).first()
-    if outstanding is None:
-        raise LogoutTokenInvalid()
-    BlacklistedToken.objects.get_or_create(token=outstanding)
+    with transaction.atomic():
+        # The user's row first, like rotation: the foreign keys are checked at commit, so a
+        # logout that blacklisted a token unlocked would then wait for a rotation holding that
+        # token's row, while the rotation waits for the logout's blacklist row.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        outstanding = OutstandingToken.objects.filter(
+            jti=claims[api_settings.JTI_CLAIM], user=user
+        ).first()
+        if outstanding is None:
+            raise LogoutTokenInvalid()
+        BlacklistedToken.objects.get_or_create(token=outstanding)
 
 
 def tokens_revoke_all(*, user: User) -> int:

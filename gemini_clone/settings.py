@@ -194,6 +194,9 @@ OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
 OTP_MAX_SENDS_PER_PHONE_PER_HOUR = env_int("OTP_MAX_SENDS_PER_PHONE_PER_HOUR", 5)
 OTP_MAX_SENDS_PER_IP_PER_HOUR = env_int("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20)
+# Wrong passwords allowed per phone and per client IP each clock hour (accounts.login_throttle).
+LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR", 10)
+LOGIN_MAX_FAILURES_PER_IP_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_IP_PER_HOUR", 50)
 # Codes older than this are purged hourly. The send limits read the last hour of codes, so
 # anything under an hour is raised to an hour (see accounts.maintenance).
 OTP_RETENTION_SECONDS = env_int("OTP_RETENTION_SECONDS", 86400)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import password_validation
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from accounts.api.fields import PhoneField
 from accounts.models import User
-from accounts.selectors import user_get_by_phone
+from accounts.password_rules import password_rule_errors
 from core.fields import StrictCharField, StrictEmailField
 
 _code_format = RegexValidator(r"^[0-9]{6}$", "Enter the 6-digit code.")
@@ -51,15 +49,6 @@ def _email_field() -> StrictEmailField:
     )
 
 
-def password_rule_errors(password: str, user: User) -> list[str]:
-    """The messages of Django's password validators (AUTH_PASSWORD_VALIDATORS), if any."""
-    try:
-        password_validation.validate_password(password, user=user)
-    except DjangoValidationError as exc:
-        return list(exc.messages)
-    return []
-
-
 # --- Requests ---------------------------------------------------------------------
 
 
@@ -70,6 +59,14 @@ class SendOtpSerializer(serializers.Serializer):
 class VerifyOtpSerializer(serializers.Serializer):
     phone = PhoneField()
     otp = _otp_field()
+    signup_token = StrictCharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=128,
+        help_text="The `signup_token` signup returned, when verifying its code. Without it "
+        'the password and e-mail given at signup are dropped. null or "" is the same as absent.',
+    )
 
 
 class SignupSerializer(serializers.Serializer):
@@ -112,8 +109,10 @@ class ResetPasswordSerializer(serializers.Serializer):
     new_password = _password_field(help_text="Checked by the password rules.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        user = user_get_by_phone(phone=attrs["phone"]) or User(phone=attrs["phone"])
-        if errors := password_rule_errors(attrs["new_password"], user):
+        # Only the rules that need no account: the caller has not proved the phone yet, and
+        # checking against the real user would tell whether it exists and hint at its name
+        # and e-mail. The reset service checks against the account once the code is right.
+        if errors := password_rule_errors(attrs["new_password"], User(phone=attrs["phone"])):
             raise serializers.ValidationError({"new_password": errors})
         return attrs
 
@@ -192,6 +191,10 @@ class VerifyOtpResponseSerializer(LoginResponseSerializer):
 
 class SignupResponseSerializer(CodeSentSerializer):
     user = UserSerializer()
+    signup_token = serializers.CharField(
+        help_text="Send it to verify-otp with the code: only then do the password and e-mail "
+        "given here survive verification. Keep it secret; it works for this signup's code only."
+    )
 
 
 class DetailSerializer(serializers.Serializer):

@@ -101,7 +101,9 @@ class VerifyOtpView(PublicView):
         description="Logs in with the code from send-otp or signup, creating the account for "
         "a new number. `created` is true on the account's first successful login (created "
         "now, or created unverified by signup and verified now), false afterwards. On that "
-        "first login a password survives only when the code came from signup.",
+        "first login the password and e-mail given at signup survive only when the request "
+        "carries the `signup_token` that signup returned; without it they are dropped, so a "
+        "signup for someone else's number cannot leave a password on it.",
         request=s.VerifyOtpSerializer,
         responses={
             200: s.VerifyOtpResponseSerializer,
@@ -112,7 +114,9 @@ class VerifyOtpView(PublicView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(s.VerifyOtpSerializer, request)
-        login = services.otp_login_verify(phone=data["phone"], code=data["otp"])
+        login = services.otp_login_verify(
+            phone=data["phone"], code=data["otp"], signup_token=data.get("signup_token") or None
+        )
         return Response(
             {**login.tokens.as_dict(), "user": user_payload(login.user), "created": login.created}
         )
@@ -125,7 +129,9 @@ class SignupView(PublicView):
         description="Creates an unverified account with optional profile data and sends it a "
         "login code; verify-otp with that code completes the signup. For a number whose "
         "account is still unverified, the given name and email replace the stored ones, the "
-        "password is replaced (or removed when none is given) and a new code is sent.",
+        "password is replaced (or removed when none is given) and a new code is sent. The "
+        "answer's `signup_token` must go to verify-otp with the code for the password and "
+        "e-mail to survive verification.",
         request=s.SignupSerializer,
         responses={
             201: s.SignupResponseSerializer,
@@ -145,13 +151,19 @@ class SignupView(PublicView):
             password=data.get("password"),
         )
         body = code_sent_payload(signup.issued, "Account created. Verify it with the code sent.")
-        return Response({"user": user_payload(signup.user), **body}, status=201)
+        return Response(
+            {"user": user_payload(signup.user), **body, "signup_token": signup.issued.signup_token},
+            status=201,
+        )
 
 
 class LoginView(PublicView):
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Log in with a password",
+        description="Wrong passwords are counted per number and per client network (IPv4 "
+        "address or IPv6 /64) in clock-hour windows; a right password does not count, and a "
+        "successful login clears the number's count.",
         request=s.LoginSerializer,
         responses={
             200: s.LoginResponseSerializer,
@@ -163,11 +175,21 @@ class LoginView(PublicView):
                 "Only after a correct password: `phone_not_verified` (signup not completed "
                 "with its code) or `account_disabled`."
             ),
+            429: _error(
+                "`login_attempts_exceeded`: 10 wrong passwords for this number (with an account "
+                "or not), or 50 from this client network, this hour "
+                "(`LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR`, `LOGIN_MAX_FAILURES_PER_IP_PER_HOUR`). "
+                "The password is not checked. `Retry-After` and `details.retry_after` give the "
+                "seconds to the next hour."
+            ),
         },
+        parameters=[_RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
         data = _validated(s.LoginSerializer, request)
-        login = services.password_login(phone=data["phone"], password=data["password"])
+        login = services.password_login(
+            phone=data["phone"], password=data["password"], client_ip=client_ip(request)
+        )
         return Response({**login.tokens.as_dict(), "user": user_payload(login.user)})
 
 
@@ -236,7 +258,9 @@ class ResetPasswordView(PublicView):
         tags=_AUTH_TAG,
         summary="Reset the password with a code",
         description="Sets the new password and revokes every refresh and access token of the "
-        "account (log out everywhere).",
+        "account (log out everywhere). The password rules that compare it with the account's "
+        "name and e-mail run only once the code is accepted; a password they refuse is a "
+        "`validation_error` that leaves the code usable.",
         request=s.ResetPasswordSerializer,
         responses={200: s.DetailSerializer, 400: _BAD_CODE, 429: _ATTEMPTS_EXCEEDED},
     )

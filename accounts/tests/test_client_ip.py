@@ -67,3 +67,29 @@ def test_garbage_in_the_header_falls_back_to_the_proxy(api_client, settings):
     settings.TRUSTED_PROXIES = [PROXY]
     ip = sender_ip(api_client, "+919876500004", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="not-an-ip")
     assert ip == PROXY
+
+
+def test_an_ipv4_client_seen_through_a_dual_stack_socket_is_its_ipv4_address(api_client):
+    ip = sender_ip(api_client, "+919876500005", REMOTE_ADDR="::ffff:198.51.100.7")
+    assert ip == "198.51.100.7"
+
+
+def test_ipv6_addresses_of_one_64_share_the_send_limit(api_client, settings):
+    settings.OTP_MAX_SENDS_PER_IP_PER_HOUR = 2
+    for n, host in enumerate(("::1", "::ab:cd")):
+        sent = send_code(api_client, f"+91987650001{n}", REMOTE_ADDR=f"2001:db8:1:2{host}")
+        assert sent.status_code == 200
+    refused = send_code(api_client, "+919876500019", REMOTE_ADDR="2001:db8:1:2:ffff::9")
+    assert refused.json()["error"]["code"] == "otp_send_limit"
+    assert send_code(api_client, "+919876500019", REMOTE_ADDR="2001:db8:1:3::1").status_code == 200
+    # IPv4 clients are counted apart from any IPv6 network.
+    assert send_code(api_client, "+919876500018", REMOTE_ADDR="198.51.100.7").status_code == 200
+
+
+def test_clients_without_an_address_share_one_send_limit(api_client, settings):
+    settings.OTP_MAX_SENDS_PER_IP_PER_HOUR = 2
+    for n in range(2):
+        assert send_code(api_client, f"+91987650002{n}", REMOTE_ADDR="").status_code == 200
+    refused = send_code(api_client, "+919876500029", REMOTE_ADDR="")
+    assert refused.json()["error"]["code"] == "otp_send_limit"
+    assert send_code(api_client, "+919876500029", REMOTE_ADDR="203.0.113.9").status_code == 200

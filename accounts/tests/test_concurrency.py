@@ -1,13 +1,17 @@
 """Concurrent tries against one code, with real transactions on real PostgreSQL."""
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from accounts.models import OneTimeCode, User
-from accounts.tests.helpers import post, send_code, wrong_code
+from accounts.services import password_change
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.helpers import bearer, login_with_password, post, send_code, wrong_code
+from accounts.tokens import token_logout, token_refresh_rotate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,3 +71,97 @@ def test_concurrent_signups_make_one_account(api_client):
     )
     assert sorted(response.status_code for response in responses) == [201] + [429] * 4
     assert User.objects.filter(phone=PHONE).count() == 1
+
+
+# --- Refresh rotation against password changes ---------------------------------------------
+
+
+class InThread:
+    """Runs `request(client)` in a thread on its own database connection."""
+
+    def __init__(self, request):
+        self.response = None
+        self.pid = None
+        self._request = request
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pid = cursor.fetchone()[0]
+            self.response = self._request(APIClient())
+        finally:
+            connection.close()
+
+    def wait_until_blocked(self, timeout=10.0):
+        """Until the thread's transaction waits for a lock that we hold."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [self.pid]
+                    )
+                    if cursor.fetchone():
+                        return
+            time.sleep(0.01)
+        raise AssertionError("the thread never waited for our lock")
+
+    def join(self):
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive()
+        return self.response
+
+
+def test_a_refresh_during_a_password_change_waits_and_is_then_refused():
+    user = UserFactory()
+    session = login_with_password(APIClient(), str(user.phone), DEFAULT_PASSWORD)
+    with transaction.atomic():
+        # The password change has begun: it holds the user's row...
+        User.objects.select_for_update().get(pk=user.pk)
+        refresh = InThread(
+            lambda client: post(client, "/api/auth/token/refresh", {"refresh": session["refresh"]})
+        )
+        refresh.wait_until_blocked()
+        # ...and revokes the tokens while the refresh waits. With the refresh locking the
+        # token first and the user second, the two transactions deadlocked here.
+        password_change(user=user, old_password=DEFAULT_PASSWORD, new_password="New-pass-731")
+    response = refresh.join()
+    assert response is not None
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+
+
+def test_a_pair_rotated_just_before_a_password_change_is_revoked_by_it():
+    user = UserFactory()
+    session = login_with_password(APIClient(), str(user.phone), DEFAULT_PASSWORD)
+    with transaction.atomic():
+        rotated = token_refresh_rotate(raw=session["refresh"])
+        change = InThread(
+            lambda client: post(
+                client,
+                "/api/auth/change-password",
+                {"old_password": DEFAULT_PASSWORD, "new_password": "New-pass-731"},
+                **bearer(session["access"]),
+            )
+        )
+        change.wait_until_blocked()
+    assert change.join().status_code == 200
+    again = post(APIClient(), "/api/auth/token/refresh", {"refresh": rotated.refresh})
+    assert again.status_code == 401
+
+
+def test_a_refresh_during_a_logout_of_the_same_token_waits_and_is_then_refused():
+    user = UserFactory()
+    session = login_with_password(APIClient(), str(user.phone), DEFAULT_PASSWORD)
+    with transaction.atomic():
+        token_logout(user=user, raw=session["refresh"])
+        refresh = InThread(
+            lambda client: post(client, "/api/auth/token/refresh", {"refresh": session["refresh"]})
+        )
+        refresh.wait_until_blocked()
+    response = refresh.join()
+    assert response is not None
+    assert response.status_code == 401

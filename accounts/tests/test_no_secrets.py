@@ -1,4 +1,5 @@
-"""No answer of a full account flow contains a password hash, an OTP hash or a signing key."""
+"""No answer of a full account flow contains a password hash, an OTP or signup token hash,
+or a signing key."""
 
 import pytest
 from django.conf import settings
@@ -33,7 +34,12 @@ def test_a_full_flow_never_reveals_a_secret(api_client, clock):
         "/api/auth/verify-otp",
         {"phone": PHONE, "otp": wrong_code(code)},
     )
-    tokens = call("post", "/api/auth/verify-otp", {"phone": PHONE, "otp": code}).json()
+    signup_token = signed_up.json()["signup_token"]
+    tokens = call(
+        "post",
+        "/api/auth/verify-otp",
+        {"phone": PHONE, "otp": code, "signup_token": signup_token},
+    ).json()
     call("post", "/api/auth/login", {"phone": PHONE, "password": "wrong-Password-1"})
     tokens = call("post", "/api/auth/login", {"phone": PHONE, "password": PASSWORD}).json()
     call("get", "/api/user/me", access=tokens["access"])
@@ -75,6 +81,8 @@ def test_a_full_flow_never_reveals_a_secret(api_client, clock):
     }
     for stored in OneTimeCode.objects.all():
         secrets[f"OTP hash {stored.pk}"] = stored.code_hash
+        if stored.signup_token_hash:
+            secrets[f"signup token hash {stored.pk}"] = stored.signup_token_hash
     assert OneTimeCode.objects.count() >= 3
     everything = b"\n".join(bodies)
     for name, secret in secrets.items():

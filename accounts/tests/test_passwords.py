@@ -235,3 +235,77 @@ def test_change_password_checks_the_password_rules(api_client, user):
 def test_change_password_needs_a_token(api_client):
     response = post(api_client, "/api/auth/change-password", {"new_password": NEW_PASSWORD})
     assert response.status_code == 401
+
+
+# --- The password rules do not reveal accounts --------------------------------------------
+
+
+def test_without_a_valid_code_reset_says_nothing_about_the_account(api_client):
+    UserFactory(phone=PHONE, name="Priya Raman", email="priya.raman@example.com")
+    # Passwords the rules would refuse for this account (like its e-mail, like its name):
+    # without the code, the answers are those of a number with no account.
+    for password in ("priya.raman@example.com", "PriyaRaman77"):
+        known = reset(api_client, "000000", new_password=password)
+        unknown = reset(api_client, "000000", phone=UNKNOWN, new_password=password)
+        assert known.status_code == unknown.status_code == 400
+        assert known.json() == unknown.json()
+        assert known.json()["error"]["code"] == "otp_expired"
+
+    forgot(api_client)
+    forgot(api_client, UNKNOWN)
+    known = reset(api_client, "000000", new_password="PriyaRaman77")
+    unknown = reset(api_client, "000000", phone=UNKNOWN, new_password="PriyaRaman77")
+    assert known.json() == unknown.json()
+    assert known.json()["error"]["code"] == "otp_invalid"
+
+
+def test_rules_that_need_no_account_are_checked_before_the_code(api_client):
+    UserFactory(phone=PHONE)
+    for phone in (PHONE, UNKNOWN):
+        weak = reset(api_client, "000000", phone=phone, new_password="123")
+        assert weak.json()["error"]["code"] == "validation_error"
+        assert "new_password" in weak.json()["error"]["details"]["fields"]
+
+
+def test_with_the_code_a_password_like_the_accounts_email_is_refused_and_the_code_kept(
+    api_client,
+):
+    UserFactory(phone=PHONE, name="Priya Raman", email="priya.raman@example.com")
+    code = forgot(api_client).json()["otp"]
+    refused = reset(api_client, code, new_password="priya.raman@example.com")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"]["fields"] == {
+        "new_password": ["The password is too similar to the email."]
+    }
+    assert login(api_client, DEFAULT_PASSWORD).status_code == 200
+    # The refused password did not spend the code, nor count as a wrong try.
+    assert OneTimeCode.objects.get(phone=PHONE).attempts == 0
+    assert reset(api_client, code).status_code == 200
+    assert login(api_client, NEW_PASSWORD).status_code == 200
+
+
+def test_change_password_checks_the_rules_against_the_account(api_client):
+    user = UserFactory(phone=PHONE, name="Priya Raman")
+    tokens = login_with_password(api_client, str(user.phone), DEFAULT_PASSWORD)
+    response = change(
+        api_client, tokens["access"], old_password=DEFAULT_PASSWORD, new_password="PriyaRaman77"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["fields"] == {
+        "new_password": ["The password is too similar to the name."]
+    }
+
+
+def test_reset_verifies_a_signed_up_number_without_keeping_the_signups_email(api_client):
+    signed_up = post(
+        api_client,
+        "/api/auth/signup",
+        {"phone": PHONE, "email": "mallory@attacker.test", "password": "Mallory-pass-4242"},
+    )
+    assert signed_up.status_code == 201
+    code = forgot(api_client).json()["otp"]
+    assert reset(api_client, code).status_code == 200
+    session = login_with_password(api_client, PHONE, NEW_PASSWORD)
+    assert session["user"]["email"] is None

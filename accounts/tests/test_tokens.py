@@ -86,6 +86,19 @@ def test_a_disabled_user_cannot_refresh(api_client, user, pair):
     assert refresh(api_client, pair["refresh"]).status_code == 401
 
 
+def test_a_password_set_outside_the_api_ends_the_refresh_tokens_issued_before(
+    api_client, user, pair
+):
+    # An operator sets a new password (the admin's form saves the user, nothing more).
+    user.set_password("operator-Chosen-31-pass")
+    user.save()
+    response = refresh(api_client, pair["refresh"])
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_invalid"
+    fresh = login_with_password(api_client, str(user.phone), "operator-Chosen-31-pass")
+    assert refresh(api_client, fresh["refresh"]).status_code == 200
+
+
 def test_logout_makes_the_refresh_token_unusable(api_client, pair):
     response = post(
         api_client, "/api/auth/logout", {"refresh": pair["refresh"]}, **bearer(pair["access"])
