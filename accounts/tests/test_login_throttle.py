@@ -1,11 +1,9 @@
 """Password login: wrong passwords are limited per number and per client network each hour."""
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from django.db import connection
-from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -152,23 +150,6 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(settings):
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(codes) == ["invalid_credentials"] * 4 + ["login_attempts_exceeded"] * 6
-
-
-@pytest.fixture
-def dead_redis(settings) -> Iterator[None]:
-    caches = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {
-                **settings.CACHES["default"]["OPTIONS"],
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-            },
-        }
-    }
-    with override_settings(CACHES=caches):
-        yield
 
 
 @pytest.mark.usefixtures("dead_redis")

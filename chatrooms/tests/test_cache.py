@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.db import transaction
-from django.test import override_settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
@@ -184,23 +182,6 @@ def test_keys_use_the_cache_prefix(client: APIClient, user: User, settings) -> N
 
 
 # --- Redis down -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def dead_redis(settings) -> Iterator[None]:
-    caches = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {
-                **settings.CACHES["default"]["OPTIONS"],
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-            },
-        }
-    }
-    with override_settings(CACHES=caches):
-        yield
 
 
 @pytest.mark.usefixtures("dead_redis")
