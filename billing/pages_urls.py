@@ -1,3 +1,13 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from billing import pages
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("payment-success/stripe", pages.PaymentSuccessPage.as_view(), name="payment-success"),
+    path("payment-cancel/stripe", pages.PaymentCancelPage.as_view(), name="payment-cancel"),
+    path(
+        "billing-portal-return/stripe",
+        pages.BillingPortalReturnPage.as_view(),
+        name="billing-portal-return",
+    ),
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import BooleanField, Exists, ExpressionWrapper, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper
 from django.utils import timezone
 
 from accounts.models import User
@@ -20,13 +20,14 @@ def user_is_pro(*, user: User) -> bool:
     return bool(answer.first())
 
 
-def users_pro_filter(prefix: str = "") -> Q:
-    """The same rule as a Q on users, for admin list filters and bulk queries."""
-    now = timezone.now()
-    return Q(**{f"{prefix}billing_account__pro_granted_until__gt": now}) | Q(
-        **{f"{prefix}subscriptions__status__in": Subscription.PRO_STATUSES}
-    )
-
-
 def user_tier(*, user: User) -> str:
     return "pro" if user_is_pro(user=user) else "basic"
+
+
+def subscription_current(*, user: User) -> Subscription | None:
+    """The subscription the user's plan depends on: a Pro one if any, else the latest."""
+    subscriptions = Subscription.objects.filter(user=user)
+    return (
+        subscriptions.filter(status__in=Subscription.PRO_STATUSES).order_by("-updated_at").first()
+        or subscriptions.order_by("-updated_at").first()
+    )

@@ -36,6 +36,8 @@ class ApiAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
+        if getattr(self.view, "html_page", False):
+            return responses  # a browser page outside /api: no JSON errors to promise
         errors = dict(_COMMON_ERRORS)
         if self.method in {"POST", "PUT", "PATCH"}:
             errors.update(_BODY_ERRORS)

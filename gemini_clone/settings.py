@@ -244,15 +244,22 @@ REPLY_STREAM_KEEPALIVE_SECONDS = env_int("REPLY_STREAM_KEEPALIVE_SECONDS", 15)
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_PRO_PRICE_ID = env_str("STRIPE_PRO_PRICE_ID")
-STRIPE_API_VERSION = env_str("STRIPE_API_VERSION")
-STRIPE_API_BASE = env_str("STRIPE_API_BASE")
-STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
+# Pinned, so Stripe's answers keep the shapes we read (items carry the period since basil).
+STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-06-30.basil")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")  # another server speaking Stripe's API
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+# Retries of a failed connection or a 5xx/409, with Stripe's idempotency keys.
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://localhost:{PORT}")
 STRIPE_SUCCESS_URL = env_str(
     "STRIPE_SUCCESS_URL",
     f"{PUBLIC_BASE_URL}/payment-success/stripe?session_id={{CHECKOUT_SESSION_ID}}",
 )
 STRIPE_CANCEL_URL = env_str("STRIPE_CANCEL_URL", f"{PUBLIC_BASE_URL}/payment-cancel/stripe")
+STRIPE_PORTAL_RETURN_URL = env_str(
+    "STRIPE_PORTAL_RETURN_URL", f"{PUBLIC_BASE_URL}/billing-portal-return/stripe"
+)
 
 # --- Celery -------------------------------------------------------------------
 
@@ -365,6 +372,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},  # one INFO line per API call
         "httpx2": {"level": "WARNING"},  # google-genai's HTTP client: one INFO line per call
     },
 }

@@ -39,6 +39,10 @@ def test_schema_generates_valid_with_no_warnings(schema):
         ("get", "/api/chatroom/{chatroom_id}/message/{message_id}"),
         ("get", "/api/chatroom/{chatroom_id}/message/{message_id}/stream"),
         ("post", "/api/chatroom/{chatroom_id}/message/{message_id}/cancel"),
+        ("post", "/api/subscribe/pro"),
+        ("get", "/api/subscription/status"),
+        ("post", "/api/subscription/portal"),
+        ("post", "/api/webhook/stripe"),
     ],
 )
 def test_every_contract_endpoint_is_documented_with_its_errors(schema, method, path):
@@ -50,3 +54,25 @@ def test_every_contract_endpoint_is_documented_with_its_errors(schema, method, p
     for code in errors:
         content = responses[code].get("content", {}).get("application/json", {})
         assert content.get("schema", {}).get("$ref", "").endswith("/ErrorResponse"), (path, code)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "codes"),
+    [
+        ("post", "/api/subscribe/pro", {"201", "401", "409", "502", "503"}),
+        ("post", "/api/subscription/portal", {"200", "401", "409", "502", "503"}),
+        ("post", "/api/webhook/stripe", {"200", "400", "500", "503"}),
+    ],
+)
+def test_billing_endpoints_name_the_contracts_answers(schema, method, path, codes):
+    assert codes <= set(schema["paths"][path][method]["responses"])
+
+
+@pytest.mark.parametrize(
+    "path", ["/payment-success/stripe", "/payment-cancel/stripe", "/billing-portal-return/stripe"]
+)
+def test_the_payment_pages_are_documented_as_html(schema, path):
+    responses = schema["paths"][path]["get"]["responses"]
+
+    assert set(responses) == {"200"}
+    assert set(responses["200"]["content"]) == {"text/html"}
