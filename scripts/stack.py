@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from core.devservers import EmbeddedRedis, ensure_services  # noqa: E402
 
 PYTHON = sys.executable
-COLORS = {"web": "36", "worker": "35", "beat": "33"}
+COLORS = {"web": "36", "worker": "35", "beat": "33", "stripe": "32"}
 
 
 def _relay(name: str, stream: object) -> None:
@@ -62,17 +62,73 @@ def _stop_all(processes: dict[str, subprocess.Popen[bytes]], redis: list[Embedde
         server.stop()
 
 
+def _start_stripe_standin(data_dir: Path, *, host: str, port: str) -> subprocess.Popen[bytes]:
+    """The local Stripe stand-in (testing/fake_stripe.py), forwarding its signed webhook
+    events to our server like `stripe listen --forward-to` does. Only without real keys."""
+    webhook_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+    (data_dir / "stripe").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            PYTHON, "-m", "testing.fake_stripe", "--port", "0", "--print-url",
+            "--webhook-url", f"http://{webhook_host}:{port}/api/webhook/stripe",
+            "--state-file", str(data_dir / "stripe" / "state.json"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    url = process.stdout.readline().decode().strip()
+    if not url.startswith("http"):
+        process.kill()
+        raise RuntimeError(f"The local Stripe stand-in did not start: {url}")
+    threading.Thread(target=_relay, args=("stripe", process.stdout), daemon=True).start()
+    os.environ.update(
+        {
+            "STRIPE_SECRET_KEY": "sk_test_local_standin",
+            "STRIPE_WEBHOOK_SECRET": "whsec_local_standin",
+            "STRIPE_API_BASE": url,
+        }
+    )
+    print(
+        f"Stripe: the LOCAL STAND-IN at {url} (test mode, no real payments). "
+        "Set STRIPE_SECRET_KEY to use Stripe.",
+        flush=True,
+    )
+    return process
+
+
+def _stripe_price_setup() -> None:
+    """Create the Pro price on the stand-in (idempotent) and use it."""
+    setup = subprocess.run(
+        [PYTHON, "manage.py", "stripe_setup"], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    for line in setup.stdout.splitlines():
+        if line.startswith("STRIPE_PRO_PRICE_ID="):
+            os.environ["STRIPE_PRO_PRICE_ID"] = line.partition("=")[2]
+
+
 def run() -> int:
     os.environ.setdefault("DEBUG", "true")
     data_dir = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
     redis = ensure_services(data_dir, database="gemini_clone")
     port = os.environ.setdefault("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
-    if os.environ["DEBUG"].lower() not in {"1", "true", "yes", "on"}:
-        subprocess.run(
-            [PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
-        )
+    stripe = None
+    if not os.environ.get("STRIPE_SECRET_KEY"):
+        stripe = _start_stripe_standin(data_dir, host=host, port=port)
+    try:
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
+        if stripe is not None and not os.environ.get("STRIPE_PRO_PRICE_ID"):
+            _stripe_price_setup()
+        if os.environ["DEBUG"].lower() not in {"1", "true", "yes", "on"}:
+            subprocess.run(
+                [PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
+            )
+    except BaseException:
+        _stop_all({"stripe": stripe} if stripe is not None else {}, redis)
+        raise
     celery = [PYTHON, "-m", "celery", "-A", "gemini_clone"]
     processes = {
         "web": _spawn(
@@ -120,6 +176,8 @@ def run() -> int:
             ],
         ),
     }
+    if stripe is not None:
+        processes["stripe"] = stripe
     print(f"Serving on http://{host}:{port}  (Ctrl-C stops everything)", flush=True)
     stopping = threading.Event()
 
