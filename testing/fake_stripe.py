@@ -3136,8 +3136,7 @@ def main(argv: list[str] | None = None) -> None:
         print(fake.url, flush=True)
     print(
         f"LOCAL STAND-IN, NOT STRIPE ({LABEL}): listening on {fake.url} "
-        f"(API key {args.api_key!r}, webhook secret {args.webhook_secret!r}, "
-        f"webhooks to {args.webhook_url or 'nowhere'}"
+        f"(webhooks to {args.webhook_url or 'nowhere'}"
         f"{', state in ' + args.state_file if args.state_file else ''})",
         file=sys.stderr,
         flush=True,
