@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from billing import events, services
-from billing.errors import PaymentProviderError, WebhookProcessingFailed
+from billing import events, mirror, services
+from billing.errors import BillingUnavailable, PaymentProviderError, WebhookProcessingFailed
 from billing.models import BillingAccount, StripeEvent, Subscription
 
 GRANT_DAYS = 30
@@ -49,25 +49,29 @@ class BillingAccountAdmin(admin.ModelAdmin):
         ("Timestamps", {"fields": ("created_at", "updated_at")}),
     )
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The user is chosen when the account is added, never moved to someone else.
+        return (*self.readonly_fields, "user") if obj is not None else self.readonly_fields
+
     def save_model(
         self, request: HttpRequest, obj: BillingAccount, form: Any, change: bool
     ) -> None:
-        if change and form.changed_data == ["pro_granted_until"]:
-            if obj.pro_granted_until is None:
-                services.pro_grant_revoke(user=obj.user)
-            else:
-                services.pro_grant(user=obj.user, until=obj.pro_granted_until)
-            return
-        super().save_model(request, obj, form, change)
+        """The form only sets the operator's grant: through the services, like the actions."""
+        if obj.pro_granted_until is not None:
+            account = services.pro_grant(user=obj.user, until=obj.pro_granted_until)
+        else:
+            account = services.pro_grant_revoke(user=obj.user)
+        obj.pk = account.pk
+        obj.refresh_from_db()
 
-    @admin.action(description=f"Grant Pro for {GRANT_DAYS} days from now")
+    @admin.action(description=f"Grant Pro for {GRANT_DAYS} days from now", permissions=["change"])
     def grant_pro(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
         until = timezone.now() + dt.timedelta(days=GRANT_DAYS)
         for account in queryset.select_related("user"):
             services.pro_grant(user=account.user, until=until)
         self.message_user(request, f"Pro granted to {queryset.count()} user(s) until {until:%c}.")
 
-    @admin.action(description="Revoke the operator's Pro grant")
+    @admin.action(description="Revoke the operator's Pro grant", permissions=["change"])
     def revoke_pro_grant(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
         for account in queryset.select_related("user"):
             services.pro_grant_revoke(user=account.user)
@@ -110,18 +114,28 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Re-read from Stripe (the customers' subscriptions)")
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Rows are Stripe's: never edited here. The list's actions need the change right.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.action(
+        description="Re-read from Stripe (the customers' subscriptions)", permissions=["change"]
+    )
     def sync_from_stripe(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
         customer_ids = queryset.values_list("stripe_customer_id", flat=True)
         try:
-            report = services.subscriptions_sync(customer_ids=list(customer_ids))
+            report = mirror.subscriptions_sync(customer_ids=list(customer_ids))
+        except BillingUnavailable:
+            self.message_user(request, "Stripe is not configured.", messages.ERROR)
+            return
         except PaymentProviderError:
             self.message_user(request, "Stripe did not answer; try again.", messages.ERROR)
             return
         self.message_user(
             request,
             f"Read {report.customers} customer(s): {report.created} created, "
-            f"{report.updated} updated, {report.unchanged} unchanged, {report.errors} error(s).",
+            f"{report.updated} updated, {report.unchanged} unchanged, {report.skipped} "
+            f"skipped, {report.errors} unknown to Stripe.",
         )
 
 
@@ -183,9 +197,10 @@ class StripeEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # Events are what Stripe sent: never edited. The list's action needs the change right.
+        return obj is None and super().has_change_permission(request)
 
-    @admin.action(description="Process again (events not processed yet)")
+    @admin.action(description="Process again (events not processed yet)", permissions=["change"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         processed = failed = 0
         for event_id in queryset.filter(processed_at__isnull=True).values_list(

@@ -4,9 +4,9 @@ Each event is stored under a unique id before anything else, then processed unde
 on its row, so a redelivery, or two deliveries at the same instant, process it once. A
 handler that fails leaves the event stored with its error and unprocessed; the caller
 answers 5xx, Stripe delivers it again, and the next delivery (or an operator in the admin)
-processes it. Handlers mirror the state the event carries, ordered by Stripe's own clock
-(see `services.subscription_state_apply`); only a completed checkout whose subscription we
-have not seen yet asks Stripe for it.
+processes it. Handlers mirror the state the event carries (`billing.mirror`). Only a
+completed checkout whose subscription we have not mirrored yet needs Stripe: that read
+happens before any lock is taken or transaction opened.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import User
-from billing import services, stripe_client
+from billing import mirror, stripe_client
 from billing.errors import WebhookProcessingFailed
 from billing.models import StripeEvent, Subscription
 from billing.snapshots import (
@@ -33,16 +32,12 @@ from billing.snapshots import (
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any], dt.datetime], str]
+# A handler gets the event's object, Stripe's time of the event, and what was read from
+# Stripe's API for it beforehand (see `_read_ahead`).
+Handler = Callable[[dict[str, Any], dt.datetime, dict[str, Any] | None], str]
 
 
-@dataclass(frozen=True)
-class Handled:
-    event: StripeEvent
-    duplicate: bool
-
-
-def stripe_event_receive(*, event: dict[str, Any]) -> Handled:
+def stripe_event_receive(*, event: dict[str, Any]) -> StripeEvent:
     """Store a verified event (once) and process it unless it already was."""
     StripeEvent.objects.bulk_create([_event_row(event)], ignore_conflicts=True)
     return stripe_event_process(stripe_event_id=str(event["id"]))
@@ -59,90 +54,143 @@ def _event_row(event: dict[str, Any]) -> StripeEvent:
     )
 
 
-def stripe_event_process(*, stripe_event_id: str) -> Handled:
+def stripe_event_process(*, stripe_event_id: str) -> StripeEvent:
     """Run the handler of a stored event that was not processed yet.
 
-    Raises WebhookProcessingFailed when the handler fails; the failure is stored first."""
+    Raises WebhookProcessingFailed when it fails; the failure is stored first."""
+    row = StripeEvent.objects.get(stripe_event_id=stripe_event_id)
+    if row.processed_at is not None:
+        return row
+    try:
+        read_ahead = _read_ahead(row)
+    except Exception as exc:
+        _failure_record(row, exc)
+        raise WebhookProcessingFailed() from exc
     failure: Exception | None = None
     with transaction.atomic():
-        row = StripeEvent.objects.select_for_update().get(stripe_event_id=stripe_event_id)
+        row = StripeEvent.objects.select_for_update().get(pk=row.pk)
         if row.processed_at is not None:
-            return Handled(event=row, duplicate=True)
-        row.attempts += 1
+            return row  # a concurrent delivery processed it meanwhile
         try:
             with transaction.atomic():
-                row.outcome = _dispatch(row)
+                outcome = _dispatch(row, read_ahead)
         except Exception as exc:
-            logger.exception("Stripe event %s (%s) failed", row.stripe_event_id, row.type)
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             failure = exc
         else:
-            row.processed_at = timezone.now()
-            row.last_error = ""
-            logger.info("Stripe event %s (%s): %s", row.stripe_event_id, row.type, row.outcome)
-        row.save(update_fields=["attempts", "outcome", "processed_at", "last_error"])
+            StripeEvent.objects.filter(pk=row.pk).update(
+                attempts=F("attempts") + 1,
+                outcome=outcome,
+                processed_at=timezone.now(),
+                last_error="",
+            )
+            logger.info("Stripe event %s (%s): %s", row.stripe_event_id, row.type, outcome)
     if failure is not None:
+        _failure_record(row, failure)
         raise WebhookProcessingFailed() from failure
-    return Handled(event=row, duplicate=False)
+    row.refresh_from_db()
+    return row
 
 
-def _dispatch(row: StripeEvent) -> str:
+def _failure_record(row: StripeEvent, exc: Exception) -> None:
+    logger.exception("Stripe event %s (%s) failed", row.stripe_event_id, row.type, exc_info=exc)
+    StripeEvent.objects.filter(pk=row.pk).update(
+        attempts=F("attempts") + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+    )
+
+
+def _event_object(row: StripeEvent) -> dict[str, Any] | None:
+    data = row.payload.get("data") if isinstance(row.payload, dict) else None
+    stripe_object = data.get("object") if isinstance(data, dict) else None
+    return stripe_object if isinstance(stripe_object, dict) else None
+
+
+def _read_ahead(row: StripeEvent) -> dict[str, Any] | None:
+    """What a handler will need from Stripe's API, read outside any transaction: only the
+    subscription of a completed checkout, when we have not mirrored it yet."""
+    session = _event_object(row)
+    if row.type != "checkout.session.completed" or session is None:
+        return None
+    snapshot = checkout_snapshot(session)
+    if snapshot.mode != "subscription" or not snapshot.subscription_id:
+        return None
+    if Subscription.objects.filter(stripe_subscription_id=snapshot.subscription_id).exists():
+        return None
+    if mirror.customer_owner(customer_id=snapshot.customer_id) is None:
+        return None
+    return stripe_client.subscription_retrieve(subscription_id=snapshot.subscription_id)
+
+
+def _dispatch(row: StripeEvent, read_ahead: dict[str, Any] | None) -> str:
     handler = _HANDLERS.get(row.type)
     if handler is None:
         return "ignored: not a type we handle"
-    data = row.payload.get("data") if isinstance(row.payload, dict) else None
-    stripe_object = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(stripe_object, dict):
+    stripe_object = _event_object(row)
+    if stripe_object is None:
         return "ignored: the event carries no object"
-    return handler(stripe_object, row.stripe_created_at)
+    return handler(stripe_object, row.stripe_created_at, read_ahead)
 
 
-def _on_subscription_changed(subscription: dict[str, Any], state_at: dt.datetime) -> str:
+def _on_subscription_changed(
+    subscription: dict[str, Any], state_at: dt.datetime, read_ahead: dict[str, Any] | None
+) -> str:
     snapshot = subscription_snapshot(subscription)
     if not snapshot.id:
         return "ignored: no subscription id"
-    return _describe(services.subscription_state_apply(snapshot=snapshot, state_at=state_at))
+    return _describe(mirror.subscription_state_apply(snapshot=snapshot, state_at=state_at))
 
 
-def _on_checkout_completed(session: dict[str, Any], state_at: dt.datetime) -> str:
+def _on_checkout_completed(
+    session: dict[str, Any], state_at: dt.datetime, read_ahead: dict[str, Any] | None
+) -> str:
     snapshot = checkout_snapshot(session)
     if snapshot.mode != "subscription":
         return "ignored: not a subscription checkout"
-    user = User.objects.filter(pk=snapshot.user_id).first() if snapshot.user_id else None
-    if user is None:
-        return "ignored: client_reference_id names no user"
-    services.billing_customer_link(user=user, customer_id=snapshot.customer_id)
+    owner = mirror.customer_owner(customer_id=snapshot.customer_id)
+    if owner is None:
+        return "ignored: the customer is not one of ours"
+    if snapshot.user_id != owner.pk:
+        logger.warning(
+            "Checkout %s: client_reference_id %s is not the customer's user %s",
+            session.get("id"),
+            snapshot.user_id,
+            owner.pk,
+        )
+        return "ignored: client_reference_id names another user than the customer's"
     if not snapshot.subscription_id:
-        return "customer linked; no subscription yet"
+        return "no subscription yet"
     if Subscription.objects.filter(stripe_subscription_id=snapshot.subscription_id).exists():
-        return "customer linked; subscription already mirrored"
-    # The session does not carry the subscription's state: read it, as of now.
-    subscription = stripe_client.subscription_retrieve(snapshot.subscription_id)
-    applied = services.subscription_state_apply(
-        snapshot=subscription_snapshot(subscription), state_at=timezone.now(), user=user
+        return "subscription already mirrored"
+    if read_ahead is None:
+        raise RuntimeError("The checkout's subscription was not read from Stripe")
+    # The read happened after the checkout completed; stamped as of the checkout, so the
+    # subscription's own events, all as new or newer, still apply.
+    applied = mirror.subscription_state_apply(
+        snapshot=subscription_snapshot(read_ahead), state_at=state_at
     )
-    return f"customer linked; subscription read from Stripe: {_describe(applied)}"
+    return f"subscription read from Stripe: {_describe(applied)}"
 
 
 def _on_invoice(*, paid: bool) -> Handler:
-    def handle(invoice: dict[str, Any], state_at: dt.datetime) -> str:
+    def handle(
+        invoice: dict[str, Any], state_at: dt.datetime, read_ahead: dict[str, Any] | None
+    ) -> str:
         snapshot = invoice_snapshot(invoice)
         if not snapshot.subscription_id:
             return "ignored: not a subscription invoice"
         return _describe(
-            services.subscription_invoice_apply(invoice=snapshot, paid=paid, state_at=state_at)
+            mirror.subscription_invoice_apply(invoice=snapshot, paid=paid, state_at=state_at)
         )
 
     return handle
 
 
-def _describe(applied: services.Applied) -> str:
+def _describe(applied: mirror.Applied) -> str:
     return {
         "created": "subscription mirrored",
         "updated": "subscription updated",
         "unchanged": "subscription already up to date",
         "stale": "ignored: older than the state we hold",
-        "no_user": "ignored: no user for this customer",
+        "no_user": "ignored: the customer is not one of ours",
         "unknown_subscription": "ignored: subscription not mirrored yet",
     }[applied]
 
@@ -155,3 +203,13 @@ _HANDLERS: dict[str, Handler] = {
     "invoice.paid": _on_invoice(paid=True),
     "invoice.payment_failed": _on_invoice(paid=False),
 }
+
+
+def stripe_events_prune(*, older_than: dt.timedelta) -> int:
+    """Forget processed events received longer ago than `older_than`; returns how many.
+    Unprocessed ones stay, for an operator to look at."""
+    cutoff = timezone.now() - older_than
+    deleted, _ = StripeEvent.objects.filter(
+        processed_at__isnull=False, received_at__lt=cutoff
+    ).delete()
+    return deleted

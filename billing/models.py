@@ -14,6 +14,11 @@ class BillingAccount(models.Model):
     pro_granted_until = models.DateTimeField(
         null=True, blank=True, help_text="An operator's grant of Pro, whatever Stripe says."
     )
+    checkout_session_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The last Checkout Session started; expired when the user starts another.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -31,7 +31,7 @@ def _items(subscription: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in data or [] if isinstance(item, dict)]
 
 
-def metadata_user_id(stripe_object: dict[str, Any]) -> int | None:
+def _metadata_user_id(stripe_object: dict[str, Any]) -> int | None:
     """Our user id from the object's metadata (we set it on checkouts and subscriptions)."""
     metadata = stripe_object.get("metadata")
     raw = metadata.get("user_id") if isinstance(metadata, dict) else None
@@ -53,7 +53,6 @@ class SubscriptionSnapshot:
     price_id: str
     current_period_end: dt.datetime | None
     cancel_at_period_end: bool
-    user_id: int | None
 
 
 def subscription_snapshot(subscription: dict[str, Any]) -> SubscriptionSnapshot:
@@ -68,7 +67,6 @@ def subscription_snapshot(subscription: dict[str, Any]) -> SubscriptionSnapshot:
         price_id=_id_of(price),
         current_period_end=max(period_ends) if period_ends else legacy_end,
         cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
-        user_id=metadata_user_id(subscription),
     )
 
 
@@ -112,5 +110,5 @@ def checkout_snapshot(session: dict[str, Any]) -> CheckoutSnapshot:
         mode=str(session.get("mode") or ""),
         customer_id=_id_of(session.get("customer")),
         subscription_id=_id_of(session.get("subscription")),
-        user_id=_positive_int(session.get("client_reference_id")) or metadata_user_id(session),
+        user_id=_positive_int(session.get("client_reference_id")) or _metadata_user_id(session),
     )

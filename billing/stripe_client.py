@@ -127,6 +127,17 @@ def checkout_session_create(
     return CheckoutSession(id=str(session.id), url=str(session.url))
 
 
+def checkout_session_expire(*, session_id: str) -> bool:
+    """Close an open Checkout Session so it can no longer be paid. False when it was not open
+    any more (paid, expired) or Stripe does not know it."""
+    with _stripe_errors("checkout session expiry"):
+        try:
+            _client().v1.checkout.sessions.expire(session_id)
+        except stripe.InvalidRequestError:
+            return False
+    return True
+
+
 def portal_session_create(*, customer_id: str, return_url: str) -> str:
     """The URL of a Billing Portal session for `customer_id`."""
     with _stripe_errors("billing portal session creation"):
@@ -136,12 +147,12 @@ def portal_session_create(*, customer_id: str, return_url: str) -> str:
     return str(session.url)
 
 
-def subscription_retrieve(subscription_id: str) -> dict[str, Any]:
+def subscription_retrieve(*, subscription_id: str) -> dict[str, Any]:
     with _stripe_errors("subscription read"):
         return _plain(_client().v1.subscriptions.retrieve(subscription_id))
 
 
-def subscriptions_of_customer(customer_id: str) -> list[dict[str, Any]]:
+def subscriptions_of_customer(*, customer_id: str) -> list[dict[str, Any]]:
     """Every subscription of a customer, canceled ones included."""
     with _stripe_errors("subscription list"):
         page = _client().v1.subscriptions.list(

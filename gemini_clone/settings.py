@@ -247,10 +247,16 @@ STRIPE_PRO_PRICE_ID = env_str("STRIPE_PRO_PRICE_ID")
 # Pinned, so Stripe's answers keep the shapes we read (items carry the period since basil).
 STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2025-06-30.basil")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE")  # another server speaking Stripe's API
-STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
-# Retries of a failed connection or a 5xx/409, with Stripe's idempotency keys.
-STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+# One attempt of one call; a request waits at most (retries + 1) times this per call (+ ~0.5 s).
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 5)
+# Retries of a failed connection, a timeout or a 5xx/409, with Stripe's idempotency keys.
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 1)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+# How far our clock may run ahead of Stripe's: a state read from Stripe's API is stamped this
+# far in the past, so events Stripe made around the read still apply (billing.mirror).
+STRIPE_CLOCK_SKEW_SECONDS = env_int("STRIPE_CLOCK_SKEW_SECONDS", 5)
+# Processed webhook events are kept this long (admin history), then pruned daily by beat.
+STRIPE_EVENT_RETENTION_DAYS = env_int("STRIPE_EVENT_RETENTION_DAYS", 90)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://localhost:{PORT}")
 STRIPE_SUCCESS_URL = env_str(
     "STRIPE_SUCCESS_URL",
@@ -292,6 +298,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "idempotency-records-prune": {
         "task": "chatrooms.idempotency_records_prune",
         "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
+    "stripe-events-prune": {
+        "task": "billing.stripe_events_prune",
+        "schedule": 86400.0,
         "options": {"expires": 3600.0},
     },
 }

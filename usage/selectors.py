@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.selectors import user_is_pro
+from core.timestamps import iso_utc
 from usage.models import DailyUsage
 
 
@@ -26,7 +27,7 @@ class UsageSummary:
             "limit": self.limit,
             "used": self.used,
             "remaining": self.remaining,
-            "resets_at": self.resets_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "resets_at": iso_utc(self.resets_at),
         }
 
 

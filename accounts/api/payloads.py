@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -10,11 +9,8 @@ from django.conf import settings
 from accounts.models import User
 from accounts.otp import IssuedCode
 from billing.selectors import user_tier
+from core.timestamps import iso_utc
 from usage.selectors import usage_summary
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def user_payload(user: User) -> dict[str, Any]:
@@ -27,7 +23,7 @@ def user_payload(user: User) -> dict[str, Any]:
         "email": user.email or None,
         "tier": tier,
         "has_password": user.has_usable_password(),
-        "date_joined": _iso(user.date_joined),
+        "date_joined": iso_utc(user.date_joined),
         # The tier is passed on so Pro is looked up once per answer.
         "usage": usage_summary(user=user, is_pro=tier == "pro").as_dict(),
     }

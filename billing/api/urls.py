@@ -4,7 +4,6 @@ from billing.api import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("subscribe/pro", views.SubscribeProView.as_view(), name="subscribe-pro"),
-    path("subscription/status", views.SubscriptionStatusView.as_view(), name="subscription-status"),
     path("subscription/portal", views.BillingPortalView.as_view(), name="subscription-portal"),
     path("webhook/stripe", views.StripeWebhookView.as_view(), name="webhook-stripe"),
 ]

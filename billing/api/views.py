@@ -14,9 +14,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from billing import events, services, stripe_client
 from billing.api import serializers as s
-from billing.selectors import subscription_current, user_is_pro
 from core.schema import ErrorResponseSerializer
-from usage.selectors import usage_summary
 
 _TAGS = ["subscription"]
 _NOT_CONFIGURED = "`billing_unavailable`: Stripe is not configured on this server."
@@ -59,35 +57,6 @@ class SubscribeProView(APIView):
     def post(self, request: Request) -> Response:
         checkout = services.pro_checkout_start(user=_user(request))
         return Response({"checkout_url": checkout.url, "session_id": checkout.id}, status=201)
-
-
-class SubscriptionStatusView(APIView):
-    @extend_schema(
-        tags=_TAGS,
-        summary="My plan and subscription",
-        description=(
-            "`tier` is `pro` while a subscription is `active` or `trialing`, or while an "
-            "operator's grant lasts. `status` mirrors the Stripe subscription (null when there "
-            "is none); a change Stripe reports by webhook shows here on the next request."
-        ),
-        responses={200: s.SubscriptionStatusSerializer},
-    )
-    def get(self, request: Request) -> Response:
-        user = _user(request)
-        is_pro = user_is_pro(user=user)
-        subscription = subscription_current(user=user)
-        period_end = subscription.current_period_end if subscription else None
-        return Response(
-            {
-                "tier": "pro" if is_pro else "basic",
-                "status": subscription.status if subscription else None,
-                "current_period_end": period_end.isoformat().replace("+00:00", "Z")
-                if period_end
-                else None,
-                "cancel_at_period_end": bool(subscription and subscription.cancel_at_period_end),
-                "usage": usage_summary(user=user, is_pro=is_pro).as_dict(),
-            }
-        )
 
 
 class BillingPortalView(APIView):

@@ -30,12 +30,15 @@ def fake_stripe(settings: Any, db: None) -> Iterator[FakeStripe]:
         settings.STRIPE_SECRET_KEY = fake.api_key
         settings.STRIPE_API_BASE = fake.url
         settings.STRIPE_WEBHOOK_SECRET = fake.webhook_secret
-        settings.STRIPE_TIMEOUT_SECONDS = 2
-        settings.STRIPE_MAX_NETWORK_RETRIES = 0
-        settings.STRIPE_PRO_PRICE_ID = pro_price_ensure(
-            unit_amount=999, currency="usd", interval="month"
-        ).id
+        settings.STRIPE_TIMEOUT_SECONDS = 1
+        settings.STRIPE_PRO_PRICE_ID = pro_price_ensure(interval="month").id
         yield fake
+
+
+@pytest.fixture
+def attempts(settings: Any) -> int:
+    """How many times our client tries one Stripe call (the production retry setting)."""
+    return int(settings.STRIPE_MAX_NETWORK_RETRIES) + 1
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_stripe_down_is_502_within_the_timeout_and_a_later_subscribe_works(
 
     assert response.status_code == 502
     assert error_code(response) == "payment_provider_error"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 2  # refused connections fail at once, retry included
     assert BillingAccount.objects.get(user=user).stripe_customer_id is None
 
     fake_stripe.start(port=int(urlsplit(url).port or 0))
@@ -163,8 +163,10 @@ def test_stripe_down_is_502_within_the_timeout_and_a_later_subscribe_works(
     assert len(fake_stripe.customers) == 1
 
 
-def test_stripe_failing_after_the_customer_exists_keeps_that_customer(fake_stripe, client):
-    fake_stripe.fail_next(path_prefix="/v1/checkout/sessions", status=500)
+def test_stripe_failing_after_the_customer_exists_keeps_that_customer(
+    fake_stripe, client, attempts
+):
+    fake_stripe.fail_next(path_prefix="/v1/checkout/sessions", status=500, count=attempts)
 
     response = client.post("/api/subscribe/pro")
 
@@ -174,15 +176,18 @@ def test_stripe_failing_after_the_customer_exists_keeps_that_customer(fake_strip
     assert len(fake_stripe.customers) == 1
 
 
-def test_a_hanging_stripe_is_502_after_the_client_timeout(fake_stripe, settings, client):
+def test_a_hanging_stripe_is_502_once_every_attempt_timed_out(
+    fake_stripe, settings, client, attempts
+):
     settings.STRIPE_TIMEOUT_SECONDS = 1
-    fake_stripe.fail_next(path_prefix="/v1/customers", hang=5)
+    fake_stripe.fail_next(path_prefix="/v1/customers", hang=5, count=attempts)
     started = time.monotonic()
 
     response = client.post("/api/subscribe/pro")
 
     assert response.status_code == 502
-    assert time.monotonic() - started < 3
+    # Each attempt waits the timeout; stripe-python backs off about half a second between.
+    assert time.monotonic() - started < attempts * settings.STRIPE_TIMEOUT_SECONDS + 1.5
 
 
 def test_a_customer_deleted_at_stripe_is_replaced(fake_stripe, client, user):
@@ -210,3 +215,14 @@ def test_the_success_url_carries_the_session_id_placeholder(fake_stripe, client)
     query = parse_qs(urlsplit(success_url).query)
 
     assert query == {"session_id": ["{CHECKOUT_SESSION_ID}"]}
+
+
+def test_a_new_subscribe_closes_the_checkout_started_before(fake_stripe, client):
+    """Two tabs, two checkouts: only the newest can be paid, so no one is billed twice."""
+    first = subscribe(client)["session_id"]
+    second = subscribe(client)["session_id"]
+
+    assert fake_stripe.checkout_session(first)["status"] == "expired"
+    assert fake_stripe.checkout_session(second)["status"] == "open"
+    with pytest.raises(ValueError, match="expired"):
+        fake_stripe.complete_checkout(first)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from billing.models import Subscription
+from billing.models import StripeEvent, Subscription
 from billing.tests.helpers import status_of, subscribe
 
 
@@ -63,3 +65,32 @@ def test_stripe_sync_with_stripe_down_fails_loudly(fake_stripe, client):
 
     with pytest.raises(CommandError, match="Stripe did not answer"):
         _run("stripe_sync")
+
+
+def test_stripe_setup_with_a_new_amount_makes_a_price_that_replaces_the_old(fake_stripe, settings):
+    old = settings.STRIPE_PRO_PRICE_ID  # the fixture's, 999 usd a month
+
+    same = _run("stripe_setup")
+    changed = _run("stripe_setup", "--amount", "1299")
+    again = _run("stripe_setup")
+
+    assert same.startswith(f"Found the Pro price {old}: 999 usd a month.")
+    new = changed.strip().splitlines()[-1].removeprefix("STRIPE_PRO_PRICE_ID=")
+    assert new != old
+    assert changed.startswith(f"Created the Pro price {new} (replacing {old}): 1299 usd")
+    assert again.startswith(f"Found the Pro price {new}: 1299 usd a month.")
+
+
+def test_stripe_events_prune_forgets_old_processed_events_only(fake_stripe, client, settings):
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    kept_failed = StripeEvent.objects.first()
+    assert kept_failed is not None
+    StripeEvent.objects.filter(pk=kept_failed.pk).update(processed_at=None)
+    old = timezone.now() - dt.timedelta(days=settings.STRIPE_EVENT_RETENTION_DAYS + 1)
+    StripeEvent.objects.update(received_at=old)
+    total = StripeEvent.objects.count()
+
+    output = _run("stripe_events_prune")
+
+    assert output.startswith(f"Deleted {total - 1} Stripe events")
+    assert list(StripeEvent.objects.all()) == [kept_failed]

@@ -7,6 +7,7 @@ import datetime as dt
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.tests.factories import UserFactory
 from billing.services import pro_grant, pro_grant_revoke
 from billing.tests.helpers import error_code, status_of, subscribe
 
@@ -76,9 +77,9 @@ def test_the_portal_without_stripe_is_503(settings, client):
     assert error_code(response) == "billing_unavailable"
 
 
-def test_the_portal_with_stripe_failing_is_502(fake_stripe, client):
+def test_the_portal_with_stripe_failing_is_502(fake_stripe, client, attempts):
     subscribe(client)
-    fake_stripe.fail_next(path_prefix="/v1/billing_portal", status=503)
+    fake_stripe.fail_next(path_prefix="/v1/billing_portal", status=503, count=attempts)
 
     response = client.post("/api/subscription/portal")
 
@@ -88,8 +89,6 @@ def test_the_portal_with_stripe_failing_is_502(fake_stripe, client):
 
 def test_another_users_subscription_never_shows(fake_stripe, client):
     other = APIClient()
-    from accounts.tests.factories import UserFactory
-
     other.force_authenticate(UserFactory())
     fake_stripe.complete_checkout(subscribe(other)["session_id"])
 

@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from billing.models import StripeEvent, Subscription
+from billing import stripe_client
+from billing.models import BillingAccount, StripeEvent, Subscription
 from billing.tests.helpers import error_code, status_of, subscribe, webhook_post
 from testing.fake_stripe import FakeStripe, sign_payload
 from usage.models import DailyUsage
@@ -384,11 +385,11 @@ def test_unknown_event_types_are_stored_and_answered_200(fake_stripe, post_event
 
 
 def test_a_handler_that_fails_answers_5xx_and_the_redelivery_succeeds(
-    fake_stripe, post_event, client
+    fake_stripe, post_event, client, attempts
 ):
     events = _checkout_paid(fake_stripe, client, deliver=False)
     completed = _of_type(events, "checkout.session.completed")
-    fake_stripe.fail_next(path_prefix="/v1/subscriptions/", status=500)
+    fake_stripe.fail_next(path_prefix="/v1/subscriptions/", status=500, count=attempts)
 
     failed = post_event(completed)
 
@@ -410,9 +411,9 @@ def test_a_handler_that_fails_answers_5xx_and_the_redelivery_succeeds(
     assert status_of(client)["tier"] == "pro"
 
 
-def test_stripe_retries_a_failed_delivery_until_it_succeeds(fake_stripe, client):
+def test_stripe_retries_a_failed_delivery_until_it_succeeds(fake_stripe, client, attempts):
     """The stand-in redelivers like Stripe; our second answer is 200."""
-    fake_stripe.fail_next(path_prefix="/v1/subscriptions/", status=500)
+    fake_stripe.fail_next(path_prefix="/v1/subscriptions/", status=500, count=attempts)
     events = _checkout_paid(fake_stripe, client, deliver=False)
     completed = _of_type(events, "checkout.session.completed")
 
@@ -435,3 +436,78 @@ def test_legacy_shapes_before_basil_are_read_too(fake_stripe, post_event, client
     post_event(created)
 
     assert status_of(client)["current_period_end"] == _iso(period_end)
+
+
+# --- Whose subscription it is -----------------------------------------------------------------
+
+
+def test_metadata_never_links_a_strangers_customer_to_a_user(
+    fake_stripe, post_event, settings, user
+):
+    """A customer we did not create (another app on the same Stripe account, a database
+    reset) may carry metadata naming one of our user ids: it means nothing to us."""
+    stranger = stripe_client.customer_create(
+        user_id=user.pk, phone="+14155550100", idempotency_key="another-app-1"
+    )
+    session = stripe_client.checkout_session_create(
+        customer_id=stranger,
+        price_id=settings.STRIPE_PRO_PRICE_ID,
+        user_id=user.pk,
+        success_url="https://another.example/ok",
+        cancel_url="https://another.example/no",
+    )
+    events = fake_stripe.complete_checkout(session.id, deliver=False)
+
+    for event in events:
+        assert post_event(event).status_code == 200
+
+    assert not Subscription.objects.exists()
+    assert not BillingAccount.objects.filter(stripe_customer_id=stranger).exists()
+    assert StripeEvent.objects.filter(outcome__contains="not one of ours").exists()
+
+
+def test_a_checkout_naming_another_user_than_its_customers_is_ignored(
+    fake_stripe, post_event, client, user
+):
+    events = _checkout_paid(fake_stripe, client, deliver=False)
+    completed = copy.deepcopy(_of_type(events, "checkout.session.completed"))
+    other = UserFactory()
+    completed["data"]["object"]["client_reference_id"] = str(other.pk)
+
+    assert post_event(completed).status_code == 200
+
+    assert not Subscription.objects.exists()
+    assert status_of(client)["tier"] == "basic"
+
+
+def test_an_update_in_the_same_second_as_the_checkout_read_still_applies(
+    fake_stripe, post_event, client
+):
+    events = _checkout_paid(fake_stripe, client, deliver=False)
+    completed = _of_type(events, "checkout.session.completed")
+    post_event(completed)  # reads the subscription from Stripe: not canceling yet
+    update = fake_stripe.subscription_update(
+        _subscription_id(events), cancel_at_period_end=True, deliver=False
+    )[0]
+    update["created"] = completed["created"]  # Stripe's clock: the same second
+
+    post_event(update)
+
+    assert status_of(client)["cancel_at_period_end"] is True
+
+
+def test_an_older_failed_invoice_after_a_newer_paid_one_changes_nothing(
+    fake_stripe, post_event, client
+):
+    subscription_id = _subscription_id(_checkout_paid(fake_stripe, client))
+    fake_stripe.advance_clock(10)
+    failed = fake_stripe.invoice_payment_fail(subscription_id, deliver=False)
+    fake_stripe.advance_clock(10)
+    paid = fake_stripe.renew(subscription_id, deliver=False)
+
+    post_event(_of_type(paid, "invoice.paid"))
+    post_event(_of_type(failed, "invoice.payment_failed"))
+
+    status = status_of(client)
+    assert status["status"] == "active"
+    assert status["tier"] == "pro"

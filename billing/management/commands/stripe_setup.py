@@ -18,18 +18,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
-            "--amount", type=int, default=999, help="Price in the currency's smallest unit."
+            "--amount",
+            type=int,
+            help="Price in the currency's smallest unit (999 for a new price). A different "
+            "amount than the current Pro price's creates a new price that replaces it.",
         )
-        parser.add_argument("--currency", default="usd")
+        parser.add_argument("--currency", help="Three-letter code (usd for a new price).")
         parser.add_argument("--interval", choices=["month", "year"], default="month")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["amount"] < 0:
+        if options["amount"] is not None and options["amount"] < 0:
             raise CommandError("--amount cannot be negative.")
         try:
             price = pro_price_ensure(
                 unit_amount=options["amount"],
-                currency=options["currency"].lower(),
+                currency=options["currency"],
                 interval=options["interval"],
             )
         except BillingUnavailable:
@@ -37,8 +40,9 @@ class Command(BaseCommand):
         except PaymentProviderError:
             raise CommandError("Stripe did not answer as expected; see the log above.") from None
         verb = "Created" if price.created else "Found"
+        replacing = f" (replacing {price.replaced})" if price.replaced else ""
         self.stdout.write(
-            f"{verb} the Pro price {price.id}: {price.unit_amount} {price.currency} a "
-            f"{price.interval}."
+            f"{verb} the Pro price {price.id}{replacing}: {price.unit_amount} {price.currency} "
+            f"a {price.interval}."
         )
         self.stdout.write(f"STRIPE_PRO_PRICE_ID={price.id}")

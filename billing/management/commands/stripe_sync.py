@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.errors import BillingUnavailable, PaymentProviderError
-from billing.services import subscriptions_sync
+from billing.mirror import subscriptions_sync
 
 
 class Command(BaseCommand):
