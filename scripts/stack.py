@@ -10,6 +10,7 @@ whose data live under `.data/` (git-ignored).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -62,16 +63,35 @@ def _stop_all(processes: dict[str, subprocess.Popen[bytes]], redis: list[Embedde
         server.stop()
 
 
+def _standin_webhook_secret(folder: Path) -> str:
+    """A signing secret of this data folder's own, so no one can forge the stand-in's events
+    with a value published in the repository. Postman's `stripe_webhook_secret` can be set
+    from the file."""
+    path = folder / "webhook_secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(f"whsec_local_{secrets.token_urlsafe(24)}")
+    return path.read_text().strip()
+
+
 def _start_stripe_standin(data_dir: Path, *, host: str, port: str) -> subprocess.Popen[bytes]:
     """The local Stripe stand-in (testing/fake_stripe.py), forwarding its signed webhook
-    events to our server like `stripe listen --forward-to` does. Only without real keys."""
+    events to our server like `stripe listen --forward-to` does. Only in development (DEBUG)
+    and without real keys."""
+    ignored = [name for name in ("STRIPE_WEBHOOK_SECRET", "STRIPE_PRO_PRICE_ID", "STRIPE_API_BASE")
+               if os.environ.get(name)]  # fmt: skip
+    if ignored:
+        print(f"Stripe: no STRIPE_SECRET_KEY, so {', '.join(ignored)} ignored", flush=True)
     webhook_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
-    (data_dir / "stripe").mkdir(parents=True, exist_ok=True)
+    folder = data_dir / "stripe"
+    folder.mkdir(parents=True, exist_ok=True)
+    webhook_secret = _standin_webhook_secret(folder)
     process = subprocess.Popen(
         [
             PYTHON, "-m", "testing.fake_stripe", "--port", "0", "--print-url",
             "--webhook-url", f"http://{webhook_host}:{port}/api/webhook/stripe",
-            "--state-file", str(data_dir / "stripe" / "state.json"),
+            "--webhook-secret", webhook_secret,
+            "--state-file", str(folder / "state.json"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -87,13 +107,13 @@ def _start_stripe_standin(data_dir: Path, *, host: str, port: str) -> subprocess
     os.environ.update(
         {
             "STRIPE_SECRET_KEY": "sk_test_local_standin",
-            "STRIPE_WEBHOOK_SECRET": "whsec_local_standin",
+            "STRIPE_WEBHOOK_SECRET": webhook_secret,
             "STRIPE_API_BASE": url,
         }
     )
     print(
-        f"Stripe: the LOCAL STAND-IN at {url} (test mode, no real payments). "
-        "Set STRIPE_SECRET_KEY to use Stripe.",
+        f"Stripe: the LOCAL STAND-IN at {url} (test mode, no real payments); its webhook "
+        f"signing secret is in {folder / 'webhook_secret'}. Set STRIPE_SECRET_KEY to use Stripe.",
         flush=True,
     )
     return process
@@ -102,11 +122,18 @@ def _start_stripe_standin(data_dir: Path, *, host: str, port: str) -> subprocess
 def _stripe_price_setup() -> None:
     """Create the Pro price on the stand-in (idempotent) and use it."""
     setup = subprocess.run(
-        [PYTHON, "manage.py", "stripe_setup"], cwd=ROOT, check=True, capture_output=True, text=True
+        [PYTHON, "manage.py", "stripe_setup"], cwd=ROOT, capture_output=True, text=True
     )
+    if setup.returncode != 0:
+        print(setup.stdout + setup.stderr, flush=True)
+        raise RuntimeError("manage.py stripe_setup failed against the local Stripe stand-in")
     for line in setup.stdout.splitlines():
         if line.startswith("STRIPE_PRO_PRICE_ID="):
             os.environ["STRIPE_PRO_PRICE_ID"] = line.partition("=")[2]
+
+
+def _on(flag: str) -> bool:
+    return flag.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def run() -> int:
@@ -116,13 +143,13 @@ def run() -> int:
     port = os.environ.setdefault("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     stripe = None
-    if not os.environ.get("STRIPE_SECRET_KEY"):
+    if not os.environ.get("STRIPE_SECRET_KEY") and _on(os.environ["DEBUG"]):
         stripe = _start_stripe_standin(data_dir, host=host, port=port)
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
         if stripe is not None and not os.environ.get("STRIPE_PRO_PRICE_ID"):
             _stripe_price_setup()
-        if os.environ["DEBUG"].lower() not in {"1", "true", "yes", "on"}:
+        if not _on(os.environ["DEBUG"]):
             subprocess.run(
                 [PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
             )
