@@ -48,9 +48,11 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from testing.stub_server import StubServer
 
 DEFAULT_API_KEY = "fake-gemini-key"
 
@@ -205,7 +207,7 @@ def error_body(code: int, message: str | None = None) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the Google front end
-    server: _Server
+    server: StubServer[_State]
     server_version = "scaffolding on HTTPServer2"
     sys_version = ""
 
@@ -544,36 +546,10 @@ def _merge_frames(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a benchmark opens hundreds of streams at once
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], state: _State) -> None:
-        self.state = state
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (a timeout, a cancel, a closed pool) is routine, not an error.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        """Cut keep-alive and in-flight connections so their threads end with the server."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+def _server(address: tuple[str, int], state: _State) -> StubServer[_State]:
+    return StubServer(
+        address, _Handler, state, backlog=1024
+    )  # a benchmark opens hundreds of streams at once
 
 
 class FakeGemini:
@@ -590,7 +566,7 @@ class FakeGemini:
     ) -> None:
         self._state = _State(api_key=api_key, latency=latency, chunks=chunks)
         self._address = (host, port)
-        self._server: _Server | None = None
+        self._server: StubServer[_State] | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -606,7 +582,7 @@ class FakeGemini:
 
     def start(self) -> FakeGemini:
         self._state.stopping.clear()
-        self._server = _Server(self._address, self._state)
+        self._server = _server(self._address, self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -672,7 +648,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     state = _State(api_key=args.api_key, latency=args.latency, chunks=args.chunks)
-    server = _Server((args.host, args.port), state)
+    server = _server((args.host, args.port), state)
     host, port = server.server_address[:2]
     url = f"http://{host!s}:{port}"
     if args.print_url:

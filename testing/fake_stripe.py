@@ -129,10 +129,12 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from testing.stub_server import StubServer
 
 DEFAULT_API_KEY = "sk_test_local_standin"
 DEFAULT_WEBHOOK_SECRET = "whsec_local_standin"  # noqa: S105 (a well-known local placeholder)
@@ -2160,30 +2162,35 @@ class _State:
                 latest["next_payment_attempt"] = self.now() + 3 * _DAY
                 self._emit("invoice.payment_failed", latest, ctx)
             else:
-                start = self._current_period_end(subscription)
-                end = start + self._period_seconds(subscription)
-                customer = self.customers.get(subscription["customer"], {})
-                invoice = self._new_invoice(
-                    subscription,
-                    customer,
-                    billing_reason="subscription_cycle",
-                    period=(start, end),
-                    paid=False,
-                )
-                self._emit("invoice.payment_failed", invoice, ctx)
-
-                def advance(target: Obj) -> None:
-                    for item in target["items"]["data"]:
-                        item["current_period_start"], item["current_period_end"] = start, end
-                    target["latest_invoice"] = invoice["id"]
-                    target["status"] = "past_due"
-
-                self._change_subscription(subscription, advance, ctx)
+                self._next_period_invoice(subscription, ctx, paid=False)
             self._change_subscription(
                 subscription, lambda target: target.update(status="past_due"), ctx
             )
             self.save()
             return copy.deepcopy(ctx.events)
+
+    def _next_period_invoice(self, subscription: Obj, ctx: _Ctx, *, paid: bool) -> None:
+        """The invoice of the next period, paid or failed, and the subscription moved onto
+        that period: active when paid, past_due when not."""
+        start = self._current_period_end(subscription)
+        end = start + self._period_seconds(subscription)
+        customer = self.customers.get(subscription["customer"], {})
+        invoice = self._new_invoice(
+            subscription,
+            customer,
+            billing_reason="subscription_cycle",
+            period=(start, end),
+            paid=paid,
+        )
+        self._emit("invoice.paid" if paid else "invoice.payment_failed", invoice, ctx)
+
+        def advance(target: Obj) -> None:
+            for item in target["items"]["data"]:
+                item["current_period_start"], item["current_period_end"] = start, end
+            target["latest_invoice"] = invoice["id"]
+            target["status"] = "active" if paid else "past_due"
+
+        self._change_subscription(subscription, advance, ctx)
 
     def renew(self, subscription_id: str) -> list[Obj]:
         """The period ends: paid renewal, a paid retry of an open invoice, or the end."""
@@ -2208,25 +2215,7 @@ class _State:
                     subscription, lambda target: target.update(status="active"), ctx
                 )
             else:
-                start = self._current_period_end(subscription)
-                end = start + self._period_seconds(subscription)
-                customer = self.customers.get(subscription["customer"], {})
-                invoice = self._new_invoice(
-                    subscription,
-                    customer,
-                    billing_reason="subscription_cycle",
-                    period=(start, end),
-                    paid=True,
-                )
-                self._emit("invoice.paid", invoice, ctx)
-
-                def advance(target: Obj) -> None:
-                    for item in target["items"]["data"]:
-                        item["current_period_start"], item["current_period_end"] = start, end
-                    target["latest_invoice"] = invoice["id"]
-                    target["status"] = "active"
-
-                self._change_subscription(subscription, advance, ctx)
+                self._next_period_invoice(subscription, ctx, paid=True)
             self.save()
             return copy.deepcopy(ctx.events)
 
@@ -2517,7 +2506,7 @@ def _page(title: str, body: str) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as stripe-python's pooled sessions expect
-    server: _Server
+    server: StubServer[_State]
     server_version = "nginx"
     sys_version = ""
     request_id = ""
@@ -2783,34 +2772,8 @@ def _api_key_from(authorization: str | None) -> str | None:
     return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], state: _State) -> None:
-        self.state = state
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+def _server(address: tuple[str, int], state: _State) -> StubServer[_State]:
+    return StubServer(address, _Handler, state, backlog=128)
 
 
 class FakeStripe:
@@ -2847,7 +2810,7 @@ class FakeStripe:
         )
         self._address = (host, port)
         self._public_url = public_url.rstrip("/") if public_url else None
-        self._server: _Server | None = None
+        self._server: StubServer[_State] | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------
@@ -2880,7 +2843,7 @@ class FakeStripe:
         if port is not None:
             self._address = (self._address[0], port)
         self._state.stopping.clear()
-        self._server = _Server(self._address, self._state)
+        self._server = _server(self._address, self._state)
         self._state.base_url = self._public_url or self.url
         self._thread = threading.Thread(
             target=self._server.serve_forever,
