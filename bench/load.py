@@ -6,6 +6,7 @@ Logs in through the OTP endpoints (the server must return codes: OTP_RETURN_IN_R
 then measures, each at its own concurrency:
 
   list      GET  /api/chatroom              (cached list)           32 clients
+  me        GET  /api/user/me               (the user and its usage) 32 clients
   detail    GET  /api/chatroom/{id}         (50 messages)           32 clients
   send8     POST /api/chatroom/{id}/message (one send per chatroom)  8 clients
   send32    the same                                                 32 clients
@@ -136,7 +137,7 @@ async def main() -> None:
     )
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--only", default="list,detail,send8,send32,overhead,burst")
+    parser.add_argument("--only", default="list,me,detail,send8,send32,overhead,burst")
     parser.add_argument(
         "--model-seconds",
         type=float,
@@ -173,6 +174,13 @@ async def main() -> None:
             return (await conn.request("GET", "/api/chatroom", token=token)).status
 
         report("list", *await hammer(base, 32, args.duration, list_request))
+
+    if "me" in only:
+
+        async def me_request(conn: Connection) -> int:
+            return (await conn.request("GET", "/api/user/me", token=token)).status
+
+        report("me", *await hammer(base, 32, args.duration, me_request))
 
     if "detail" in only:
         detail_room = rooms[0]
