@@ -13,14 +13,14 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.auth_cache import auth_user_cached, auth_user_remember
 from accounts.models import User
+from accounts.tokens import token_user_id
 
 
 class CachedUserJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token: Token) -> Any:
-        try:
-            user_id = validated_token[api_settings.USER_ID_CLAIM]
-        except KeyError as exc:
-            raise InvalidToken("Token contained no recognizable user identification") from exc
+        user_id = token_user_id(validated_token.get(api_settings.USER_ID_CLAIM))
+        if user_id is None:
+            raise InvalidToken("Token contained no recognizable user identification")
         cached = auth_user_cached(user_id=user_id)
         if cached is None:
             # simplejwt's own lookup and checks; only a user that passes them is remembered.

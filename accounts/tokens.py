@@ -53,11 +53,26 @@ def _decode_refresh(raw: str) -> dict[str, Any] | None:
     return claims
 
 
-def _user_id(claims: dict[str, Any]) -> int | None:
-    try:
-        return int(claims[api_settings.USER_ID_CLAIM])
-    except (TypeError, ValueError):
+# The users' id column is a bigint.
+_MAX_USER_ID = 2**63 - 1
+
+
+def token_user_id(value: object) -> int | None:
+    """The user id of a token's claim when it is written as our tokens write it: simplejwt
+    writes the id as a decimal string ("42"); older releases wrote the integer. It must be
+    positive and within the id column's range. Anything else (another spelling such as
+    "042" or "42.0", a float, true, null, an object), however well signed, names no user."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= len(str(_MAX_USER_ID))
+        and value.isascii()
+        and value.isdigit()
+        and not value.startswith("0")
+    ):
+        value = int(value)
+    if type(value) is not int or not 0 < value <= _MAX_USER_ID:
         return None
+    return value
 
 
 def token_refresh_rotate(*, raw: str) -> TokenPair:
@@ -73,7 +88,7 @@ def token_refresh_rotate(*, raw: str) -> TokenPair:
     tokens too. The new pair is minted from the user as they are now.
     """
     claims = _decode_refresh(raw)
-    user_id = _user_id(claims) if claims is not None else None
+    user_id = token_user_id(claims.get(api_settings.USER_ID_CLAIM)) if claims else None
     if claims is None or user_id is None:
         raise RefreshTokenRejected()
     with transaction.atomic():
@@ -112,7 +127,7 @@ def token_logout(*, user: User, raw: str) -> None:
     (LogoutTokenInvalid, 400) the same way, so nothing is learnt about other users.
     """
     claims = _decode_refresh(raw)
-    if claims is None or str(claims[api_settings.USER_ID_CLAIM]) != str(user.pk):
+    if claims is None or token_user_id(claims.get(api_settings.USER_ID_CLAIM)) != user.pk:
         raise LogoutTokenInvalid()
     with transaction.atomic():
         # The user's row first, like rotation: the foreign keys are checked at commit, so a
