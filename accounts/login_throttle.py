@@ -1,99 +1,89 @@
 """Brute-force protection of password login.
 
 Wrong passwords are counted per phone number and per client network (an IPv4 address or an
-IPv6 /64, see `accounts.client_ip`) in fixed clock-hour windows, in Redis through Django's
-cache. An attempt takes a slot in both counters before the password is checked, so parallel
-guesses cannot slip past a limit, and gives the slots back when the password is right. A full
-counter refuses the attempt with LoginAttemptsExceeded before the password is looked at, so a
-locked number does not tell whether a guess was right. The phone counter works alike for
-numbers with and without an account.
+IPv6 /64, see `accounts.client_ip`) in fixed clock-hour windows, in PostgreSQL
+(`LoginFailureCount`): a limit that lived in Redis was gone while Redis was down or after it
+restarted empty. An attempt takes a slot in both counters before the password is checked,
+so parallel guesses cannot slip past a limit, and gives them back when the password is
+right. A full counter refuses the attempt with LoginAttemptsExceeded before the password is
+looked at, so a locked number does not tell whether a guess was right. The phone counter
+works alike for numbers with and without an account.
 
-When Redis is down the limits are skipped with a warning (fail open): password login keeps
-working, and the hasher's cost still bounds how fast anyone can guess.
+Fixed windows, not a sliding one: one row per key and hour, so an attacker varying numbers
+grows the table by one row per guess at most and the purge is a range delete; and every
+refusal can say exactly when it ends (the top of the hour). The price is that a burst
+straddling the hour can get up to twice the limit, which the hasher's cost still bounds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
+import datetime as dt
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
-from redis.exceptions import RedisError
+from django.db import connection, transaction
 
 from accounts.client_ip import client_network_key
 from accounts.errors import LoginAttemptsExceeded
+from accounts.models import LoginFailureCount
 
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
+WINDOW_SECONDS = 3600
 
-_WINDOW_SECONDS = 3600
-# Keys outlive their window a little, so an attempt that started just before the hour can
-# still give its slot back.
-_KEY_GRACE_SECONDS = 60
+_TABLE = LoginFailureCount._meta.db_table
 
+# One statement for both counters. Each row only grows while it is under its own limit; the
+# row lock and the re-check of the WHERE on the newest row version make concurrent attempts
+# count one by one. Rows are locked network key first ("network:" sorts before "phone:"),
+# here and in _GIVE_BACK_SQL, so two statements never wait for each other in a circle.
+_TAKE_SQL = f"""
+    INSERT INTO {_TABLE} (key, window_start, count)
+    VALUES (%(network)s, %(window)s, 1), (%(phone)s, %(window)s, 1)
+    ON CONFLICT (key, window_start) DO UPDATE SET count = {_TABLE}.count + 1
+    WHERE {_TABLE}.count < CASE
+        WHEN {_TABLE}.key = %(network)s THEN %(network_limit)s ELSE %(phone_limit)s END
+"""  # noqa: S608 (the table name is ours, the values are parameters)
 
-@dataclass(frozen=True)
-class _Slot:
-    key: str
+# Gives back one slot of each of `keys`, and empties the counters of `cleared`.
+_GIVE_BACK_SQL = f"""
+    UPDATE {_TABLE} SET count = CASE WHEN key = ANY(%(cleared)s) THEN 0 ELSE count - 1 END
+    WHERE count > 0 AND id IN (
+        SELECT id FROM {_TABLE}
+        WHERE window_start = %(window)s AND key = ANY(%(keys)s)
+        ORDER BY key
+        FOR UPDATE
+    )
+"""  # noqa: S608
 
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """The counter slots one attempt took; `phone_key` is the phone counter of its window."""
+    """The counter slots one attempt took, in the window it started in."""
 
-    slots: tuple[_Slot, ...]
+    window_start: dt.datetime
+    network_key: str
     phone_key: str
 
     def release(self) -> None:
         """The password was right: this attempt was not a failure."""
-        for slot in self.slots:
-            _redis(functools.partial(_decrement, slot.key))
+        self._give_back(cleared=[])
 
-    def clear_phone_failures(self) -> None:
-        """The login succeeded: earlier wrong passwords for this number no longer count."""
-        _redis(functools.partial(cache.delete, self.phone_key))
+    def succeed(self) -> None:
+        """The login succeeded: this attempt was not a failure, and the earlier wrong
+        passwords for this number no longer count."""
+        self._give_back(cleared=[self.phone_key])
 
-
-def _decrement(key: str) -> None:
-    # ValueError: the window's key has expired, so there is nothing left to give back.
-    with contextlib.suppress(ValueError):
-        cache.decr(key)
-
-
-def _redis(action: Callable[[], T]) -> T | None:
-    """`action()`, or None with a warning when Redis fails and the cache lets it raise."""
-    try:
-        return action()
-    except RedisError as exc:
-        logger.warning("Login attempt counters unavailable, not enforced: %r", exc)
-        return None
-
-
-def _take_slot(key: str, *, timeout: int) -> int | None:
-    """The counter's value with this attempt, or None when Redis cannot be reached."""
-
-    def increment() -> int | None:
-        cache.add(key, 0, timeout=timeout)
-        try:
-            count: int | None = cache.incr(key)
-        except ValueError:  # expired between add and incr: this attempt starts it afresh
-            cache.add(key, 1, timeout=timeout)
-            return 1
-        return count
-
-    count = _redis(increment)
-    if count is None:
-        # Connection errors are swallowed by the cache (IGNORE_EXCEPTIONS), which returns None.
-        logger.warning("Login attempt counter %s unavailable, not enforced.", key)
-        return None
-    return count
+    def _give_back(self, *, cleared: list[str]) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _GIVE_BACK_SQL,
+                {
+                    "window": self.window_start,
+                    "keys": [self.network_key, self.phone_key],
+                    "cleared": cleared,
+                },
+            )
 
 
 def login_attempt_begin(*, phone: str, client_ip: str | None) -> LoginAttempt:
@@ -103,22 +93,29 @@ def login_attempt_begin(*, phone: str, client_ip: str | None) -> LoginAttempt:
     already holds its limit of failures; the refused attempt takes nothing.
     """
     now = time.time()
-    window = int(now // _WINDOW_SECONDS)
-    retry_after = max(1, math.ceil((window + 1) * _WINDOW_SECONDS - now))
-    timeout = retry_after + _KEY_GRACE_SECONDS
-    phone_key = f"accounts:login-failures:{window}:phone:{phone}"
-    network_key = f"accounts:login-failures:{window}:ip:{client_network_key(client_ip)}"
-    limits = (
-        (network_key, settings.LOGIN_MAX_FAILURES_PER_IP_PER_HOUR),
-        (phone_key, settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR),
+    window = int(now // WINDOW_SECONDS)
+    retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
+    attempt = LoginAttempt(
+        window_start=dt.datetime.fromtimestamp(window * WINDOW_SECONDS, tz=dt.UTC),
+        network_key=f"network:{client_network_key(client_ip)}",
+        phone_key=f"phone:{phone}",
     )
-    taken: list[_Slot] = []
-    for key, limit in limits:
-        count = _take_slot(key, timeout=timeout)
-        if count is None:
-            continue
-        taken.append(_Slot(key))
-        if count > limit:
-            LoginAttempt(slots=tuple(taken), phone_key=phone_key).release()
+    network_limit = settings.LOGIN_MAX_FAILURES_PER_IP_PER_HOUR
+    phone_limit = settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR
+    if min(network_limit, phone_limit) <= 0:
+        raise LoginAttemptsExceeded(retry_after)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_SQL,
+            {
+                "network": attempt.network_key,
+                "phone": attempt.phone_key,
+                "window": attempt.window_start,
+                "network_limit": network_limit,
+                "phone_limit": phone_limit,
+            },
+        )
+        if cursor.rowcount < 2:
+            # A full counter: raising rolls back the slot taken in the other one.
             raise LoginAttemptsExceeded(retry_after)
-    return LoginAttempt(slots=tuple(taken), phone_key=phone_key)
+    return attempt

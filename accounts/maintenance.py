@@ -1,18 +1,21 @@
-"""Housekeeping of accounts data that would otherwise grow forever: old one-time codes."""
+"""Housekeeping of accounts data that would otherwise grow forever: old one-time codes and
+the login failure counters of past hours."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import OneTimeCode
+from accounts.models import LoginFailureCount, OneTimeCode
 
 logger = logging.getLogger(__name__)
 
-OTP_PURGE_BATCH_SIZE = 1000
+PURGE_BATCH_SIZE = 1000
 # The send limits count the codes of the last hour (accounts.otp), so that hour must stay.
 OTP_MIN_RETENTION = dt.timedelta(hours=1)
 
@@ -31,7 +34,7 @@ def otp_retention_floor() -> dt.timedelta:
 
 
 def otp_codes_purge(
-    *, older_than: dt.timedelta | None = None, batch_size: int = OTP_PURGE_BATCH_SIZE
+    *, older_than: dt.timedelta | None = None, batch_size: int = PURGE_BATCH_SIZE
 ) -> int:
     """Delete the one-time codes created more than `older_than` ago; returns how many.
 
@@ -53,18 +56,40 @@ def otp_codes_purge(
             floor,
         )
     cutoff = timezone.now() - max(requested, floor)
-    expired = OneTimeCode.objects.filter(created_at__lt=cutoff)
+    deleted = _delete_in_batches(
+        OneTimeCode.objects.filter(created_at__lt=cutoff), batch_size=batch_size
+    )
+    if deleted:
+        logger.info("Purged %s one-time codes created before %s", deleted, cutoff.isoformat())
+    return deleted
+
+
+def login_failures_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete the login failure counters of the hours before the previous one; returns how
+    many. Limits read only the current hour; the previous one stays, so an attempt that
+    began just before the hour can still give its slot back."""
+    hour_start = timezone.now().replace(minute=0, second=0, microsecond=0)
+    cutoff = hour_start - dt.timedelta(hours=1)
+    deleted = _delete_in_batches(
+        LoginFailureCount.objects.filter(window_start__lt=cutoff), batch_size=batch_size
+    )
+    if deleted:
+        logger.info("Purged %s login failure counters of hours before %s", deleted, cutoff)
+    return deleted
+
+
+def _delete_in_batches(rows: QuerySet[Any], *, batch_size: int) -> int:
+    """Delete `rows` in batches, each its own short statement, so a large backlog never
+    holds locks on many rows at once."""
     deleted = 0
     while True:
         # Ordered by id: the oldest rows come first in the primary key index, so each batch
         # is found without reading the whole table.
-        ids = list(expired.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
-        count, _ = OneTimeCode.objects.filter(pk__in=ids).delete()
+        count, _ = rows.model.objects.filter(pk__in=ids).delete()
         deleted += count
         if len(ids) < batch_size:
             break
-    if deleted:
-        logger.info("Purged %s one-time codes created before %s", deleted, cutoff.isoformat())
     return deleted

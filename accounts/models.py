@@ -102,3 +102,24 @@ class OneTimeCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginFailureCount(models.Model):
+    """Wrong passwords in one clock hour for one phone number or one client network.
+
+    Kept in PostgreSQL, not Redis, so the brute-force limits hold while Redis is down or
+    after it restarts empty (see `accounts.login_throttle`). Past hours are purged hourly.
+    """
+
+    key = models.CharField(max_length=80, help_text='"phone:<E.164>" or "network:<address/prefix>"')
+    window_start = models.DateTimeField(help_text="The clock hour counted.")
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="login_failure_key_window")
+        ]
+        indexes = [models.Index(fields=["window_start"], name="login_failure_window")]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.window_start:%Y-%m-%d %H:00}: {self.count}"

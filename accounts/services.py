@@ -168,15 +168,15 @@ def password_login(*, phone: str, password: str, client_ip: str | None) -> Login
     attempt = login_attempt_begin(phone=phone, client_ip=client_ip)
     user = user_get_by_phone(phone=phone)
     if not _password_matches(user=user, password=password):
-        raise InvalidCredentials()
+        raise InvalidCredentials()  # the attempt keeps its slots: a failure
     assert user is not None
-    attempt.release()
-    if not user.is_active:
-        raise AccountDisabled()
-    if user.phone_verified_at is None:
+    if not user.is_active or user.phone_verified_at is None:
+        attempt.release()  # a right password is not a failure
+        if not user.is_active:
+            raise AccountDisabled()
         raise PhoneNotVerified()
     _user_mark_logged_in(user=user)
-    attempt.clear_phone_failures()
+    attempt.succeed()
     return Login(user=user, tokens=token_pair_issue(user=user))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from accounts.maintenance import login_failures_purge as login_failures_purge_service
 from accounts.maintenance import otp_codes_purge as otp_codes_purge_service
 
 
@@ -11,3 +12,9 @@ from accounts.maintenance import otp_codes_purge as otp_codes_purge_service
 def otp_codes_purge() -> int:
     """Beat, hourly: delete the codes older than OTP_RETENTION_SECONDS; returns how many."""
     return otp_codes_purge_service()
+
+
+@shared_task(name="accounts.login_failures_purge", time_limit=300, soft_time_limit=270)
+def login_failures_purge() -> int:
+    """Beat, hourly: delete the login failure counters of past hours; returns how many."""
+    return login_failures_purge_service()

@@ -295,6 +295,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
     },
+    "login-failures-purge": {
+        "task": "accounts.login_failures_purge",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
     "idempotency-records-prune": {
         "task": "chatrooms.idempotency_records_prune",
         "schedule": 3600.0,

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -153,11 +154,21 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(settings):
 
 
 @pytest.mark.usefixtures("dead_redis")
-def test_with_redis_down_login_works_unlimited_and_says_so_in_the_log(api_client, settings, caplog):
-    settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 2
+def test_with_redis_down_wrong_passwords_are_still_limited(api_client, settings, clock):
+    settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 3
+    settings.LOGIN_MAX_FAILURES_PER_IP_PER_HOUR = 5
     UserFactory(phone=PHONE)
-    fail(api_client, 4)
-    assert login(api_client).status_code == 200
-    warnings = [r for r in caplog.records if r.name == "accounts.login_throttle"]
-    assert warnings
-    assert all(r.levelname == "WARNING" for r in warnings)
+    fail(api_client, 3)
+    assert_locked(login(api_client), 3600)
+    # And per client network, across numbers.
+    fail(api_client, 2, phone=UNKNOWN)
+    assert_locked(login(api_client, phone="+919876543298"), 3600)
+
+
+def test_failures_survive_a_redis_that_restarts_empty(api_client, settings, clock):
+    settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 4
+    UserFactory(phone=PHONE)
+    fail(api_client, 2)
+    cache.clear()  # Redis restarted without its data
+    fail(api_client, 2)
+    assert_locked(login(api_client), 3600)

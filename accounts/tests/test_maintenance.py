@@ -1,4 +1,5 @@
-"""Purging old one-time codes: the service, the hourly beat task and the operator command."""
+"""Purging old one-time codes and login failure counters: the services, the hourly beat tasks
+and the operator commands."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.maintenance import otp_codes_purge
-from accounts.models import OneTimeCode
+from accounts.maintenance import login_failures_purge, otp_codes_purge
+from accounts.models import LoginFailureCount, OneTimeCode
+from accounts.tasks import login_failures_purge as login_failures_purge_task
 from accounts.tasks import otp_codes_purge as otp_codes_purge_task
 from accounts.tests.helpers import post, send_code
 from gemini_clone.celery import app as celery_app
@@ -152,9 +154,58 @@ def test_the_beat_task_purges_with_the_configured_retention(api_client, clock, s
 def test_every_beat_entry_names_a_registered_task():
     celery_app.loader.import_default_modules()
     schedule = celery_app.conf.beat_schedule
-    assert {"accounts.otp_codes_purge", "chatrooms.idempotency_records_prune"} <= {
-        entry["task"] for entry in schedule.values()
-    }
+    assert {
+        "accounts.otp_codes_purge",
+        "accounts.login_failures_purge",
+        "chatrooms.idempotency_records_prune",
+    } <= {entry["task"] for entry in schedule.values()}
     for name, entry in schedule.items():
         assert entry["task"] in celery_app.tasks, f"beat entry {name!r} names an unknown task"
     assert schedule["otp-codes-purge"]["schedule"] == HOUR
+    assert schedule["login-failures-purge"]["schedule"] == HOUR
+
+
+# --- Login failure counters ----------------------------------------------------------------
+
+
+def _fail_login(client, n: int) -> None:
+    response = post(client, "/api/auth/login", {"phone": _phone(n), "password": "Wrong-pass-9"})
+    assert response.json()["error"]["code"] == "invalid_credentials"
+
+
+def _counted_keys() -> set[str]:
+    return set(LoginFailureCount.objects.values_list("key", flat=True))
+
+
+def test_the_purge_deletes_the_counters_of_hours_before_the_previous_one(api_client, clock):
+    clock.shift(15 * 60)  # 10:15
+    _fail_login(api_client, 1)
+    clock.shift(HOUR)  # 11:15
+    _fail_login(api_client, 2)
+    clock.shift(HOUR)  # 12:15: 10:00 is gone, 11:00 stays a little longer
+
+    assert login_failures_purge_task.apply().get() == 2  # 10:00: number 1 and the network
+    assert f"phone:{_phone(1)}" not in _counted_keys()
+    assert f"phone:{_phone(2)}" in _counted_keys()
+    assert login_failures_purge(batch_size=1) == 0
+    assert login_failures_purge_task.time_limit is not None
+
+
+def test_the_login_limit_holds_after_the_most_eager_purge(api_client, clock, settings):
+    settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 2
+    _fail_login(api_client, 1)
+    _fail_login(api_client, 1)
+    login_failures_purge()
+    refused = post(api_client, "/api/auth/login", {"phone": _phone(1), "password": "Wrong-pass-9"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "login_attempts_exceeded"
+
+
+def test_the_login_failures_command_prints_how_many_it_deleted(api_client, clock):
+    _fail_login(api_client, 1)
+    clock.shift(2 * HOUR)
+    out = StringIO()
+    call_command("login_failures_purge", stdout=out)
+    # The number's counter and the client network's.
+    assert out.getvalue().strip() == "Deleted 2 login failure counters."
+    assert not LoginFailureCount.objects.exists()
