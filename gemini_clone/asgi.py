@@ -5,7 +5,8 @@ streams cost no thread. Every other view is synchronous (DRF), and Django's ASGI
 adaptation of sync code is slow (a thread hand-off per middleware layer and per
 request context); those requests go to Django's WSGI handler on a bounded thread pool
 instead, which measured several times faster on the same machine (see README,
-"Benchmarks").
+"Benchmarks"). In front of both, `core.request_body` reads request bodies in full and within
+the 1 MiB limit, chunked ones included, before either handler runs.
 """
 
 import os
@@ -15,9 +16,12 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
 from a2wsgi import WSGIMiddleware
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 from django.urls import Resolver404, resolve
+
+from core.request_body import RequestBodyReader
 
 django_asgi = get_asgi_application()
 django_wsgi = WSGIMiddleware(
@@ -38,7 +42,7 @@ def _bodiless(receive: Any) -> Any:
     """`receive` for a GET to an async view: an empty body, whatever the client sends.
 
     Django's ASGI handler reads the whole body (to disk past 2.5 MB) before any middleware
-    could refuse it; a stream needs none, so the bytes are dropped as they arrive instead.
+    could refuse it; a stream needs none, so whatever arrives is dropped instead.
     """
     delivered = False
 
@@ -55,12 +59,14 @@ def _bodiless(receive: Any) -> Any:
     return wrapped
 
 
-async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         await django_asgi(scope, receive, send)
     elif scope["method"] in ("GET", "HEAD") and _is_async_view(scope["path"]):
         await django_asgi(scope, _bodiless(receive), send)
     else:
-        # Sync views, and any other method on an async route (answered 405 there), go
-        # through WSGI, where the 1 MiB limit is checked before the body is read.
-        await django_wsgi(scope, receive, send)  # type: ignore[arg-type]
+        # Sync views, and any other method on an async route (answered 405 there).
+        await django_wsgi(scope, receive, send)
+
+
+application = RequestBodyReader(_dispatch, max_bytes=settings.API_MAX_BODY_BYTES)

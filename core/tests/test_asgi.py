@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 MIB = 1 << 20
 
 
-def _serve(method: str, path: str, *, chunks: int, content_length: int | None = None):
+def _serve(
+    method: str, path: str, *, chunks: int, content_length: int | None = None, chunked=False
+):
     """Run one request through `application`; count the 1 MiB body chunks it pulled."""
     pulled = 0
     sent: list[dict] = []
@@ -29,6 +31,8 @@ def _serve(method: str, path: str, *, chunks: int, content_length: int | None = 
     headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
+    if chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -64,3 +68,11 @@ def test_a_chunked_body_to_the_stream_route_is_not_read():
 def test_a_huge_declared_body_to_a_sync_route_is_refused_unread():
     status, pulled = _serve("POST", "/api/auth/login", chunks=50, content_length=50 * MIB)
     assert (status, pulled) == (413, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", STREAM), ("POST", STREAM), ("POST", "/api/auth/login")]
+)
+def test_a_huge_chunked_body_is_read_no_further_than_the_limit(method, path):
+    status, pulled = _serve(method, path, chunks=50, chunked=True)
+    assert (status, pulled) == (413, 2)  # 1 MiB was the limit, the second passed it
