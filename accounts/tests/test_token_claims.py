@@ -56,7 +56,7 @@ def _assert_refused(response: Any) -> None:
 
 @pytest.mark.parametrize("value", MALFORMED_IDS)
 def test_an_access_token_with_a_malformed_user_id_is_a_401(api_client, value):
-    user = UserFactory()
+    user = UserFactory(no_password=True)  # no hash to compute: nobody logs in here
     token = AccessToken.for_user(user)  # signed with our key, the password claim current
     token["user_id"] = _claim(value, user.pk)
     _assert_refused(api_client.get("/api/user/me", **bearer(str(token))))
@@ -65,7 +65,7 @@ def test_an_access_token_with_a_malformed_user_id_is_a_401(api_client, value):
 
 @pytest.mark.parametrize("spelling", [str, int], ids=["a string, as issued", "an integer"])
 def test_the_id_as_simplejwt_writes_it_and_as_older_releases_did_is_accepted(api_client, spelling):
-    user = UserFactory()
+    user = UserFactory(no_password=True)  # no hash to compute: nobody logs in here
     token = AccessToken.for_user(user)
     token["user_id"] = spelling(user.pk)
     response = api_client.get("/api/user/me", **bearer(str(token)))
@@ -74,7 +74,7 @@ def test_the_id_as_simplejwt_writes_it_and_as_older_releases_did_is_accepted(api
 
 
 def test_an_access_token_of_a_deleted_user_is_a_401(api_client):
-    user = UserFactory()
+    user = UserFactory(no_password=True)  # no hash to compute: nobody logs in here
     token = str(AccessToken.for_user(user))
     assert api_client.get("/api/user/me", **bearer(token)).status_code == 200  # now cached
     user.delete()
@@ -83,7 +83,7 @@ def test_an_access_token_of_a_deleted_user_is_a_401(api_client):
 
 @pytest.mark.parametrize("value", MALFORMED_IDS)
 def test_a_refresh_token_with_a_malformed_user_id_is_a_401(api_client, value):
-    user = UserFactory()
+    user = UserFactory(no_password=True)  # no hash to compute: nobody logs in here
     token = RefreshToken.for_user(user)  # recorded as outstanding, like a real login's
     token["user_id"] = _claim(value, user.pk)
     response = post(api_client, "/api/auth/token/refresh", {"refresh": str(token)})
