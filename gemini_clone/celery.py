@@ -6,6 +6,6 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
-app = Celery("gemini_clone")
+app = Celery("gemini_clone", amqp="gemini_clone.broker:BrokerAmqp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

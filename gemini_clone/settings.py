@@ -278,6 +278,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A reply keeps streaming through a broker outage (Celery 6 would cancel it): its lease, not
+# the broker message, says who owns it, and a redelivered message finds it taken.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A message not acknowledged within this time is handed to another worker.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
