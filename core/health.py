@@ -1,12 +1,21 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+`/readyz` is the web server's own readiness (what a load balancer or compose's healthcheck of
+`web` asks); `/readyz/worker` says whether a Celery worker consumes the queue. They are apart
+on purpose: without a worker the web server still serves everything but new replies, and
+taking it out of rotation would turn a stalled queue into a full outage.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django_redis import get_redis_connection
+
+from core.workers import workers_status
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +51,25 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "down": down,
     }
     return JsonResponse(body, status=200 if not down else 503)
+
+
+def readyz_worker(request: HttpRequest) -> JsonResponse:
+    """200 while some worker sent a heartbeat within WORKER_HEARTBEAT_MAX_AGE_SECONDS, else 503."""
+    body: dict[str, object] = {
+        "workers": None,
+        "last_heartbeat": None,
+        "max_age_seconds": settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS,
+    }
+    try:
+        status = workers_status()
+    except Exception:
+        logger.warning("Worker readiness: PostgreSQL does not answer", exc_info=True)
+        down = ["postgres"]
+    else:
+        body["workers"] = status.alive
+        body["last_heartbeat"] = status.last_seen_at.isoformat() if status.last_seen_at else None
+        down = [] if status.alive else ["worker"]
+    return JsonResponse(
+        {"status": "ok" if not down else "unavailable", **body, "down": down},
+        status=200 if not down else 503,
+    )

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core.health import healthz, readyz
+from core.health import healthz, readyz, readyz_worker
 from core.views import api_not_found
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("billing.pages_urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("readyz/worker", readyz_worker, name="readyz-worker"),
     path("admin/", admin.site.urls),
     re_path(r"^api(?:/(?P<unmatched>.*))?$", api_not_found),
 ]
