@@ -5,6 +5,9 @@
 
 Either uses the servers named by DATABASE_URL / REDIS_URL, or starts embedded ones
 whose data live under `.data/` (git-ignored).
+
+`run` supervises: a worker or beat that exits is started again, after a pause that doubles
+while it keeps dying; the web server or the Stripe stand-in exiting stops everything.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +33,13 @@ from core.devservers import EmbeddedRedis, ensure_services  # noqa: E402
 
 PYTHON = sys.executable
 COLORS = {"web": "36", "worker": "35", "beat": "33", "stripe": "32"}
+# Started again when they exit. The web server and the Stripe stand-in are not: their exits
+# (a port in use, a bad setting) would only repeat.
+RESTARTED = ("worker", "beat")
+RESTART_DELAY_FIRST_SECONDS = 1.0
+RESTART_DELAY_MAX_SECONDS = 30.0
+# A process that ran this long before it died is restarted after the first delay again.
+RESTART_DELAY_RESET_AFTER_SECONDS = 60.0
 
 
 def _relay(name: str, stream: object) -> None:
@@ -46,7 +58,24 @@ def _spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     threading.Thread(target=_relay, args=(name, process.stdout), daemon=True).start()
+    print(f"{name} started (pid {process.pid})", flush=True)
     return process
+
+
+@dataclass
+class _Restart:
+    """When a dead process is due to start again, and the pause before the next time."""
+
+    delay: float = RESTART_DELAY_FIRST_SECONDS
+    due_at: float | None = None
+
+    def schedule(self, *, now: float, ran_for: float) -> float:
+        if ran_for >= RESTART_DELAY_RESET_AFTER_SECONDS:
+            self.delay = RESTART_DELAY_FIRST_SECONDS
+        pause = self.delay
+        self.due_at = now + pause
+        self.delay = min(self.delay * 2, RESTART_DELAY_MAX_SECONDS)
+        return pause
 
 
 def _stop_all(processes: dict[str, subprocess.Popen[bytes]], redis: list[EmbeddedRedis]) -> None:
@@ -157,52 +186,23 @@ def run() -> int:
         _stop_all({"stripe": stripe} if stripe is not None else {}, redis)
         raise
     celery = [PYTHON, "-m", "celery", "-A", "gemini_clone"]
-    processes = {
-        "web": _spawn(
-            "web",
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "gemini_clone.asgi:application",
-                "--host",
-                host,
-                "--port",
-                port,
-                "--workers",
-                os.environ.get("WEB_CONCURRENCY", "1"),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-            ],
-        ),
-        "worker": _spawn(
-            "worker",
-            [
-                *celery,
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "threads",
-                "--concurrency",
-                os.environ.get("WORKER_CONCURRENCY", "32"),
-            ],
-        ),
-        "beat": _spawn(
-            "beat",
-            [
-                *celery,
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(data_dir / "celerybeat-schedule"),
-            ],
-        ),
-    }
+    commands = {
+        "web": [
+            PYTHON, "-m", "uvicorn", "gemini_clone.asgi:application",
+            "--host", host, "--port", port,
+            "--workers", os.environ.get("WEB_CONCURRENCY", "1"),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        ],
+        "worker": [
+            *celery, "worker", "--loglevel", "INFO", "--pool", "threads",
+            "--concurrency", os.environ.get("WORKER_CONCURRENCY", "32"),
+        ],
+        "beat": [
+            *celery, "beat", "--loglevel", "INFO",
+            "--schedule", str(data_dir / "celerybeat-schedule"),
+        ],
+    }  # fmt: skip
+    processes = {name: _spawn(name, args) for name, args in commands.items()}
     if stripe is not None:
         processes["stripe"] = stripe
     print(f"Serving on http://{host}:{port}  (Ctrl-C stops everything)", flush=True)
@@ -213,16 +213,42 @@ def run() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    exit_code = 0
-    while not stopping.wait(0.5):
-        for name, process in processes.items():
-            if process.poll() is not None:
-                print(f"{name} exited with code {process.returncode}; stopping", flush=True)
-                exit_code = process.returncode or 1
-                stopping.set()
+    exit_code = _supervise(processes, commands, stopping)
     print("Stopping web, worker and beat...", flush=True)
     _stop_all(processes, redis)
     return exit_code
+
+
+def _supervise(
+    processes: dict[str, subprocess.Popen[bytes]],
+    commands: dict[str, list[str]],
+    stopping: threading.Event,
+) -> int:
+    """Until `stopping` is set: start a dead worker or beat again; any other death stops all.
+    Returns the exit code of the run command."""
+    started = dict.fromkeys(processes, time.monotonic())
+    restarts = {name: _Restart() for name in RESTARTED}
+    while not stopping.wait(0.5):
+        now = time.monotonic()
+        for name, process in processes.items():
+            if process.poll() is None:
+                continue
+            if name not in restarts:
+                print(f"{name} exited with code {process.returncode}; stopping", flush=True)
+                return process.returncode or 1
+            restart = restarts[name]
+            if restart.due_at is None:
+                pause = restart.schedule(now=now, ran_for=now - started[name])
+                print(
+                    f"{name} exited with code {process.returncode}; "
+                    f"starting it again in {pause:.0f} s",
+                    flush=True,
+                )
+            elif now >= restart.due_at:
+                processes[name] = _spawn(name, commands[name])
+                started[name] = now
+                restart.due_at = None
+    return 0
 
 
 TEST_ENVIRONMENT = {

@@ -1,0 +1,82 @@
+"""The run command (`./run.sh`, `scripts/stack.py run`) keeps the product up: a worker that
+dies is started again, and everything still stops together."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from testing.e2e import PYTHON, ManagedProcess, process_env, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except FileNotFoundError:
+        return []
+
+
+def _celery_worker(run: ManagedProcess) -> int | None:
+    """The pid of the Celery worker the run command started, while it runs."""
+    for pid in _children(run.popen.pid):
+        with contextlib.suppress(FileNotFoundError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"celery" in args and b"worker" in args:
+                return pid
+    return None
+
+
+def test_the_run_command_starts_a_killed_worker_again(tmp_path: Path):
+    env = process_env(
+        HOST="127.0.0.1",
+        PORT=_free_port(),
+        DEBUG="true",  # no collectstatic
+        STRIPE_SECRET_KEY="sk_test_unused",  # no Stripe stand-in
+        STACK_DATA_DIR=tmp_path,
+        WORKER_CONCURRENCY=2,
+    )
+    run = ManagedProcess(
+        name="run", args=[PYTHON, "scripts/stack.py", "run"], env=env, log_path=tmp_path / "run.log"
+    )
+    children: set[int] = set()
+    try:
+
+        def worker_ready(times: int) -> int | None:
+            children.update(_children(run.popen.pid))
+            return _celery_worker(run) if run.log().count(" ready.") >= times else None
+
+        first = wait_until(
+            lambda: worker_ready(1), timeout=60, what="the first worker", watch=[run]
+        )
+        os.killpg(first, signal.SIGKILL)
+
+        second = wait_until(
+            lambda: worker_ready(2), timeout=30, what="a worker started again", watch=[run]
+        )
+        assert second != first
+        assert "worker exited with code -9; starting it again in 1 s" in run.log()
+        assert run.alive
+
+        run.stop(signum=signal.SIGTERM, grace=30)
+        assert "Stopping web, worker and beat..." in run.log()
+        assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        run.stop(grace=30)
+        for pid in children:  # whatever the run command left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
