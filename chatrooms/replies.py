@@ -5,6 +5,7 @@
        |                   |
        +---- sweep --------+  (the lease ran out: the worker died)
     pending | streaming --cancel--> canceled
+    pending | streaming --no worker left--> failed  (settled by the next send, see below)
 
 A worker owns a reply while `lease_expires_at` is in the future. `attempts` counts the claims
 and is the fencing token: every write after the claim is conditional on
@@ -30,8 +31,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
@@ -40,6 +42,7 @@ from chatrooms.ai.base import Finish, Turn
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import message_payload
 from core.errors import ApiError, NotFound
+from core.workers import workers_live
 from usage.services import usage_refund
 
 logger = logging.getLogger(__name__)
@@ -350,6 +353,68 @@ def _enqueue(*, reply_ids: list[int]) -> None:
         reply_generate.delay(reply_id)
 
 
+# --- A reply no worker is left to finish --------------------------------------------------------
+
+
+def reply_abandoned_settle(*, reply_id: int) -> Message | None:
+    """Fail a reply that no worker is left to finish, giving its prompt back; None otherwise.
+
+    Abandoned means: in flight, idle for REPLY_ABANDONED_AFTER_SECONDS past its lease (or, when
+    pending, since it was last enqueued), and no worker sent a heartbeat within
+    WORKER_HEARTBEAT_MAX_AGE_SECONDS. With a live worker the sweep recovers such a reply; with
+    none, no sweep runs and the reply would block its chatroom for good. The text a dead
+    worker streamed was never stored: it is dropped along with the prompt's count, so the
+    prompt is never both refunded and answered. A worker that comes back later finds the
+    reply finished, and its fenced writes change nothing.
+    """
+    idle_before = Now() - dt.timedelta(seconds=settings.REPLY_ABANDONED_AFTER_SECONDS)
+    with transaction.atomic():
+        written = (
+            Message.objects.filter(
+                pk=reply_id, role=Message.Role.MODEL, status__in=Message.IN_FLIGHT
+            )
+            .filter(
+                Q(lease_expires_at__lt=idle_before)
+                | Q(lease_expires_at__isnull=True, updated_at__lt=idle_before)
+            )
+            .filter(~Exists(workers_live()))
+            .update(
+                status=Status.FAILED,
+                error_code="worker_unavailable",
+                error_message="No worker was available to generate this reply; "
+                "its prompt was given back.",
+                completed_at=Now(),
+                lease_expires_at=None,
+                updated_at=Now(),
+            )
+        )
+        if not written:
+            return None
+        reply = Message.objects.select_related("chatroom").get(pk=reply_id)
+        if reply.usage_day is not None:
+            usage_refund(user_id=reply.chatroom.user_id, day=reply.usage_day)
+        transaction.on_commit(
+            partial(_done_publish, reply_id=reply.pk, payload=message_payload(reply))
+        )
+    logger.warning("Reply %s: no worker left to finish it; failed", reply_id)
+    return reply
+
+
+def reply_settle_if_abandoned(*, reply: Message) -> Message:
+    """`reply` as it is, or failed first when no worker is left to finish it.
+
+    For the paths that watch a reply (polling it, following its stream), so that a reply with
+    no worker left ends for its watchers too. By the app's clock, only a reply that looks
+    idle long enough costs the conditional write; the write checks by the database's.
+    """
+    if reply.status not in Message.IN_FLIGHT:
+        return reply
+    idle_since = reply.lease_expires_at or reply.updated_at
+    if idle_since > timezone.now() - dt.timedelta(seconds=settings.REPLY_ABANDONED_AFTER_SECONDS):
+        return reply
+    return reply_abandoned_settle(reply_id=reply.pk) or reply
+
+
 # --- Following a reply (the SSE endpoint) ----------------------------------------------------
 
 
@@ -409,7 +474,13 @@ async def reply_events(*, reply: Message) -> AsyncIterator[streaming.SseEvent]:
 async def _reply_settled(*, reply_id: int) -> tuple[Message | None, bool]:
     """The reply, and whether it is finished with no worker left to publish its end."""
     reply = await Message.objects.annotate(lease_live=_lease_live()).filter(pk=reply_id).afirst()
+    abandoned = None
+    if reply is not None and reply.status in Message.IN_FLIGHT and not reply.lease_live:
+        current = await sync_to_async(reply_settle_if_abandoned)(reply=reply)
+        abandoned = current if current.status in Message.FINISHED else None
     await sync_to_async(db_connection_release)()
+    if abandoned is not None:
+        return abandoned, True
     if reply is None:
         return None, False
     return reply, reply.status in Message.FINISHED and not reply.lease_live

@@ -19,6 +19,7 @@ from accounts.models import User
 from chatrooms.cache import list_cache_invalidate_on_commit
 from chatrooms.models import Chatroom, IdempotencyRecord, Message
 from chatrooms.payloads import message_payload
+from chatrooms.replies import reply_abandoned_settle
 from chatrooms.selectors import chatroom_first_user_message, chatroom_latest_reply_status
 from chatrooms.titles import title_from_message
 from core.errors import ApiError, Conflict, NotFound
@@ -147,7 +148,11 @@ def _send(*, user: User, chatroom_id: int, content: str) -> SendResult:
     now = timezone.now()
     chatroom = _locked_chatroom(user=user, chatroom_id=chatroom_id)
     latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom.pk)
-    if latest_reply is not None and latest_reply[1] in Message.IN_FLIGHT:
+    if (
+        latest_reply is not None
+        and latest_reply[1] in Message.IN_FLIGHT
+        and reply_abandoned_settle(reply_id=latest_reply[0]) is None
+    ):
         raise Conflict(
             "A reply is still being generated in this chatroom; wait for it or cancel it.",
             code="reply_in_progress",

@@ -238,6 +238,9 @@ REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)  # one attem
 REPLY_DB_CONNECTIONS = env_int("REPLY_DB_CONNECTIONS", 20)
 REPLY_STREAM_TTL_SECONDS = env_int("REPLY_STREAM_TTL_SECONDS", 3600)  # Redis events after done
 REPLY_STREAM_KEEPALIVE_SECONDS = env_int("REPLY_STREAM_KEEPALIVE_SECONDS", 15)
+# A reply in flight that nothing happened to for this long past its lease, while no worker is
+# alive, is failed and its prompt given back by the next send to its chatroom.
+REPLY_ABANDONED_AFTER_SECONDS = env_int("REPLY_ABANDONED_AFTER_SECONDS", 120)
 # A worker records a heartbeat this often while it consumes tasks; one silent for longer than
 # WORKER_HEARTBEAT_MAX_AGE_SECONDS counts as gone (/readyz/worker, core.workers).
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10)

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from chatrooms import selectors, services
+from chatrooms import replies, selectors, services
 from chatrooms.api import serializers as s
 from chatrooms.payloads import chatroom_payload, message_payload
 from core.errors import ApiError
@@ -229,7 +229,10 @@ class MessageSendView(APIView):
             202: s.MessageSendResponseSerializer,
             409: _error(
                 "This chatroom's last reply is still pending or streaming "
-                "(`reply_in_progress`; `details.reply_id` names it)."
+                "(`reply_in_progress`; `details.reply_id` names it). A reply that no worker is "
+                "left to finish (none alive, and the reply idle for "
+                "REPLY_ABANDONED_AFTER_SECONDS) does not block: the send fails it first "
+                "(`worker_unavailable`, its prompt given back)."
             ),
             422: _error(
                 "The Idempotency-Key was used for another request (`idempotency_key_mismatch`)."
@@ -280,4 +283,4 @@ class MessageDetailView(APIView):
         message = selectors.message_get(
             user=_user(request), chatroom_id=chatroom_id, message_id=message_id
         )
-        return Response(message_payload(message))
+        return Response(message_payload(replies.reply_settle_if_abandoned(reply=message)))
