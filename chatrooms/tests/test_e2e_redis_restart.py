@@ -11,11 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chatrooms import streaming
 from chatrooms.models import Message
 from chatrooms.tests.factories import ChatroomFactory, UserFactory
+from core.models import WorkerHeartbeat
 from testing.e2e import Stack, wait_until
 from testing.fake_gemini import FakeGemini, Reply
 from testing.redis_server import RedisServer
@@ -58,7 +60,11 @@ def _finished(client: httpx.Client, chatroom_id: int, reply_id: int, **wait) -> 
 def test_the_worker_survives_a_redis_restart_while_it_streams_a_reply(
     e2e_stack: Stack, fake_gemini: FakeGemini, own_redis: RedisServer
 ):
-    e2e_stack.env.update(REDIS_URL=own_redis.url, CELERY_BROKER_URL=own_redis.url)
+    e2e_stack.env.update(
+        REDIS_URL=own_redis.url,
+        CELERY_BROKER_URL=own_redis.url,
+        WORKER_HEARTBEAT_INTERVAL_SECONDS="1",
+    )
     e2e_stack.start_web()
     worker = e2e_stack.start_worker(name="w1", beat=True)
     e2e_stack.wait_ready()
@@ -80,6 +86,9 @@ def test_the_worker_survives_a_redis_restart_while_it_streams_a_reply(
         watch=[worker],
     )
     own_redis.restart()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (restarted_at,) = cursor.fetchone()
 
     first = _finished(client, room, reply_id, timeout=20, watch=[worker])
     assert (first["status"], first["content"]) == ("completed", story)
@@ -97,7 +106,13 @@ def test_the_worker_survives_a_redis_restart_while_it_streams_a_reply(
         .order_by("id")
         .values_list("status", "attempts")
     ) == [("completed", 1), ("completed", 1)]
-    # Beat's sweeps go through the new Redis too, and run again nothing that is finished.
+    # Its heartbeat (what /readyz/worker reads) resumes once it consumes again ...
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(seen_at__gt=restarted_at).exists(),
+        timeout=5,
+        what="a heartbeat after the restart",
+    )
+    # ... and beat's sweeps go through the new Redis too, and run nothing finished again.
     sweeps = worker.log().count("chatrooms.replies_sweep") + 4
     wait_until(
         lambda: worker.log().count("chatrooms.replies_sweep") >= sweeps,
