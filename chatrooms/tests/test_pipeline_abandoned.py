@@ -4,6 +4,7 @@ alive, or the reply's lease still runs, the send answers 409 as always."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -92,9 +93,13 @@ def test_following_the_stuck_reply_ends_with_done(make_exchange, grace, settings
 
     async def follow() -> list[tuple[str, Any]]:
         response: Any = await AsyncClient().get(path, headers=headers)
-        return sse_parse_body(b"".join([chunk async for chunk in response.streaming_content]))
+        body = [chunk async for chunk in response.streaming_content]
+        return sse_parse_body(b"".join(body))
 
-    events = async_to_sync(follow)()
+    async def follow_for_a_while() -> list[tuple[str, Any]]:
+        return await asyncio.wait_for(follow(), timeout=10)  # not forever, if it never ends
+
+    events = async_to_sync(follow_for_a_while)()
 
     assert [name for name, _ in events] == ["comment", "done"]
     assert (events[-1][1]["status"], events[-1][1]["error"]["code"]) == (
