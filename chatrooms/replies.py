@@ -5,7 +5,7 @@
        |                   |
        +---- sweep --------+  (the lease ran out: the worker died)
     pending | streaming --cancel--> canceled
-    pending | streaming --no worker left--> failed  (settled by the next send, see below)
+    pending | streaming --no worker left--> failed  (by a send, poll or stream: see below)
 
 A worker owns a reply while `lease_expires_at` is in the future. `attempts` counts the claims
 and is the fencing token: every write after the claim is conditional on
