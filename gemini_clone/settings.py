@@ -118,15 +118,26 @@ if not DATABASE_URL:
         "PostgreSQL when it is missing, or point it at your server."
     )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-# A connection pool per process: under ASGI each request runs on its own thread, and the
-# worker runs many threads, so per-thread persistent connections would pile up.
-DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-    "min_size": env_int("DB_POOL_MIN_SIZE", 2),
-    "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-    "timeout": env_int("DB_POOL_TIMEOUT_SECONDS", 10),
-}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL=postgres://...).")
+# Django's PostgreSQL backend, whose pool hands out only live connections (core/postgres).
+DATABASES["default"]["ENGINE"] = "core.postgres"
+# The longest a request or task waits for a working connection; past it, the API answers
+# 503 service_unavailable. Also libpq's limit on one attempt to connect (2 s at least).
+DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 3)
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT_SECONDS)
+# A connection pool per process: under ASGI each request runs on its own thread, and the
+# worker runs many threads, so per-thread persistent connections would pile up.
+_db_options["pool"] = {
+    "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+    "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+    "timeout": DB_CONNECT_TIMEOUT_SECONDS,
+    # While the database is down the pool retries in the background with a doubling pause;
+    # giving up this soon keeps that pause short, and the next request starts afresh, so
+    # a database that is back is used within a second or two.
+    "reconnect_timeout": DB_CONNECT_TIMEOUT_SECONDS,
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

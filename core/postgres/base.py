@@ -1,0 +1,35 @@
+"""The backend Django loads for ENGINE "core.postgres": its own, but pooled with
+LiveConnectionPool instead of a pool that checks nothing (or, with CONN_HEALTH_CHECKS, one
+that makes a round trip to the server on every checkout)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.postgresql import base
+
+from core.postgres.pool import LiveConnectionPool
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    # Django's own attributes, missing from django-stubs.
+    _connection_pools: ClassVar[dict[str, Any]]
+    _configure_connection: Callable[[Any], bool]
+
+    @property
+    def pool(self) -> Any:
+        options = self.settings_dict["OPTIONS"].get("pool")
+        if options and self.alias != NO_DB_ALIAS and self.alias not in self._connection_pools:
+            # As Django builds its own (django/db/backends/postgresql/base.py), with our class.
+            kwargs = self.get_connection_params()
+            kwargs["autocommit"] = True
+            pool = LiveConnectionPool(
+                kwargs=kwargs,
+                open=False,
+                configure=self._configure_connection,
+                **({} if options is True else options),
+            )
+            self._connection_pools.setdefault(self.alias, pool)
+        return super().pool
