@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from django.db import OperationalError
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -51,6 +56,34 @@ class ServiceUnavailable(ApiError):
     status_code = 503
     code = "service_unavailable"
     message = "The service is unavailable."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL did not answer: down, restarting, or no connection within
+    DB_CONNECT_TIMEOUT_SECONDS. The request can be sent again (a send with the same
+    Idempotency-Key is counted once)."""
+
+    message = "The database is unavailable; try again in a few seconds."
+    retry_after_seconds = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            details={"retry_after": self.retry_after_seconds},
+            headers={"Retry-After": str(self.retry_after_seconds)},
+        )
+
+
+def api_error_of(exc: Exception) -> ApiError | None:
+    """The ApiError that an exception stands for, if any: ours, or a database that did not
+    answer (logged here, as a warning: an outage is not a bug)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, OperationalError):
+        # Connection refused, cut off, or none free in time. (Deadlocks and serialization
+        # failures are OperationalErrors too: also worth sending again.)
+        logger.warning("PostgreSQL unavailable: %s", exc)
+        return DatabaseUnavailable()
+    return None
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

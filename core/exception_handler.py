@@ -13,7 +13,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from core.errors import ApiError, error_body
+from core.errors import api_error_of, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,12 @@ def _message(exc: Exception) -> str:
 
 
 def render_exception(exc: Exception) -> Response:
-    if isinstance(exc, ApiError):
+    api_error = api_error_of(exc)
+    if api_error is not None:
         return Response(
-            error_body(exc.code, exc.message, exc.details),
-            status=exc.status_code,
-            headers=exc.headers,
+            error_body(api_error.code, api_error.message, api_error.details),
+            status=api_error.status_code,
+            headers=api_error.headers,
         )
     if isinstance(exc, drf.ValidationError):
         fields = _flatten(exc.detail)

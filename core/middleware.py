@@ -1,4 +1,5 @@
-"""Guarantees for every `/api` path: bodies over 1 MiB are refused first, and no error is HTML."""
+"""Guarantees for every `/api` path: bodies over 1 MiB are refused first, and no error is HTML
+(a database that does not answer is a 503, whichever view met it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from core.errors import error_body
+from core.errors import api_error_of, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ class ApiExceptionMiddleware(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_api_path(request):
             return None
+        api_error = api_error_of(exception)
+        if api_error is not None:
+            response = JsonResponse(
+                error_body(api_error.code, api_error.message, api_error.details),
+                status=api_error.status_code,
+            )
+            for header, value in api_error.headers.items():
+                response[header] = value
+            return response
         logger.exception("Unhandled exception on %s %s", request.method, request.path_info)
         return json_error(500, "server_error", "An unexpected error occurred.")
 

@@ -1,4 +1,5 @@
-"""OpenAPI generation: every operation documents the contract's error responses too."""
+"""OpenAPI generation: every operation documents the contract's error responses too, among
+them the 503 any endpoint answers while the database is down."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ _BODY_ERRORS = {
     "415": "Body is not `application/json` (`unsupported_media_type`).",
 }
 _AUTH_ERRORS = {"401": "Missing, malformed or expired token."}
+_UNAVAILABLE = (
+    "`service_unavailable`: the database did not answer within a few seconds (down or "
+    "restarting). Nothing to fix on the client's side: send the request again after "
+    "`Retry-After` seconds."
+)
+_RETRY_AFTER = {
+    "schema": {"type": "integer"},
+    "description": "Seconds to wait before sending the request again (`service_unavailable`).",
+}
 
 
 class ApiAutoSchema(AutoSchema):
@@ -45,10 +55,14 @@ class ApiAutoSchema(AutoSchema):
             errors.update(_AUTH_ERRORS)
         if "{" in self.path:
             errors.setdefault("404", "Not found, or not yours (`not_found`).")
+        errors["503"] = _UNAVAILABLE
         for status, description in errors.items():
             if status not in responses:
                 responses[status] = self._get_response_for_code(
                     ErrorResponseSerializer, status, direction=direction
                 )
                 responses[status]["description"] = description
+            elif status == "503":  # the view's own 503 (billing_unavailable), or this one
+                responses[status]["description"] += f" Or {_UNAVAILABLE}"
+        responses["503"].setdefault("headers", {})["Retry-After"] = _RETRY_AFTER
         return responses

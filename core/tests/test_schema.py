@@ -51,6 +51,9 @@ def test_every_contract_endpoint_is_documented_with_its_errors(schema, method, p
     assert any(code.startswith("2") for code in responses)
     errors = [code for code in responses if code[0] in "45"]
     assert "500" in errors
+    # Any endpoint answers 503 while the database is down, and says when to come back.
+    assert "service_unavailable" in responses["503"]["description"]
+    assert responses["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
     for code in errors:
         content = responses[code].get("content", {}).get("application/json", {})
         assert content.get("schema", {}).get("$ref", "").endswith("/ErrorResponse"), (path, code)
