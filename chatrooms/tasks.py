@@ -1,10 +1,16 @@
 """Celery tasks of the reply pipeline: generate one reply, and sweep up the lost ones.
 
 The worker runs many threads (`--pool threads`); each reply spends seconds waiting on the
-model. A thread holds a database connection only around its claim and its final write, and
-at most REPLY_DB_CONNECTIONS threads of a process hold one at a time, so hundreds of replies
-in flight need a handful of PostgreSQL connections. While the model streams, each chunk costs
-one Redis round trip (publish it, and read the cancel flag) and no database write.
+model. A thread holds a database connection only around its claim, its reading of the
+history and its final write, and at most REPLY_DB_CONNECTIONS threads of a process hold one
+at a time, so hundreds of replies in flight need a handful of PostgreSQL connections. While
+the model streams, each chunk costs one Redis round trip (publish it, and read the cancel
+flag) and no database write.
+
+PostgreSQL restarting or down does not lose a reply, nor leave it to the sweep: a task that
+could not claim its reply is retried a second later; once claimed, the reply's database
+steps are tried again until the database answers (for as long as the lease would last), and
+a lease renewal that fails is tried again at a later chunk while the model goes on.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import OperationalError
 from redis.exceptions import RedisError
 
 from chatrooms import replies, services, streaming
@@ -31,6 +38,10 @@ from chatrooms.models import Message
 from chatrooms.payloads import message_payload
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The pause before trying a database step again while PostgreSQL does not answer.
+DB_RETRY_SECONDS = 1.0
 
 _db_slots = threading.BoundedSemaphore(settings.REPLY_DB_CONNECTIONS)
 
@@ -48,6 +59,26 @@ def db_session() -> Iterator[None]:
 def retry_delay(attempt: int) -> float:
     """Exponential backoff after failed attempt number `attempt`: 2 s, 4 s, 8 s... by default."""
     return float(settings.AI_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def db_patiently(step: Callable[[], T], *, reply_id: int) -> T:
+    """Run a database step of a claimed reply, trying again while PostgreSQL does not answer.
+
+    No other worker takes the reply while its lease lasts, so waiting that long loses
+    nothing; after it, the error goes up and the task's retry claims the reply afresh. The
+    steps are fenced writes and reads, so one that did land before the connection broke is
+    refused, not applied twice, when tried again.
+    """
+    give_up_at = time.monotonic() + settings.REPLY_LEASE_SECONDS
+    while True:
+        try:
+            with db_session():
+                return step()
+        except OperationalError as exc:
+            if time.monotonic() >= give_up_at:
+                raise
+            logger.warning("Reply %s: PostgreSQL unavailable (%s); trying again", reply_id, exc)
+            time.sleep(DB_RETRY_SECONDS)
 
 
 class Ending(enum.Enum):
@@ -78,7 +109,11 @@ class Outcome:
 )
 def reply_generate(self: Task, reply_id: int) -> None:
     """Generate the reply `reply_id`. Safe to run any number of times: only a claim works."""
-    delay = reply_generation_run(reply_id=reply_id)
+    try:
+        delay = reply_generation_run(reply_id=reply_id)
+    except OperationalError as exc:
+        logger.warning("Reply %s: PostgreSQL unavailable (%s); task retried", reply_id, exc)
+        raise self.retry(countdown=DB_RETRY_SECONDS) from exc
     if delay is not None:
         raise self.retry(countdown=delay)
 
@@ -93,10 +128,11 @@ def reply_generation_run(*, reply_id: int) -> float | None:
     """One attempt at a reply. Returns the delay before a retry, or None when done."""
     with db_session():
         claim = replies.reply_claim(reply_id=reply_id)
-        if claim is None:
-            logger.info("Reply %s: nothing to do (finished, or another worker has it)", reply_id)
-            return None
-        history = replies.reply_history(claim=claim)
+    if claim is None:
+        logger.info("Reply %s: nothing to do (finished, or another worker has it)", reply_id)
+        return None
+    # Claimed: from here on, a database that does not answer is waited for (db_patiently).
+    history = db_patiently(lambda: replies.reply_history(claim=claim), reply_id=reply_id)
 
     model = get_model()
     if claim.attempt > _max_attempts():
@@ -118,8 +154,9 @@ def reply_generation_run(*, reply_id: int) -> float | None:
         )
         outcome = _generate(model=model, claim=claim, turns=turns)
 
-    with db_session():
-        reply, delay = _record(outcome=outcome, claim=claim, model_name=model.name)
+    reply, delay = db_patiently(
+        lambda: _record(outcome=outcome, claim=claim, model_name=model.name), reply_id=reply_id
+    )
     if reply is not None:
         _publish(streaming.stream_done_publish, reply_id=reply_id, message=message_payload(reply))
         logger.info("Reply %s: %s (attempt %s)", reply_id, reply.status, claim.attempt)
@@ -175,10 +212,13 @@ def _generate(*, model: AiModel, claim: replies.Claim, turns: list[Turn]) -> Out
                 if now >= deadline:
                     return _timed_out(parts)
                 if now >= renew_at:
-                    with db_session():
-                        if not replies.reply_lease_renew(claim=claim):
-                            return Outcome(Ending.STOPPED, "".join(parts))
-                    renew_at = now + renew_every
+                    renewed = _lease_renew(claim)
+                    if renewed is False:
+                        return Outcome(Ending.STOPPED, "".join(parts))
+                    # Not renewed (None): the database did not answer; the lease runs a while
+                    # yet, so the model goes on and a later chunk tries again.
+                    pause = renew_every if renewed else DB_RETRY_SECONDS
+                    renew_at = time.monotonic() + pause
         # A model that ends without a Finish broke its protocol: treat it as a cut stream.
         raise AiError("The model's stream ended early.", retryable=True)
     except AiBlocked as exc:
@@ -200,6 +240,18 @@ def _generate(*, model: AiModel, claim: replies.Claim, turns: list[Turn]) -> Out
             error_code="ai_error",
             error_message="The reply could not be generated.",
         )
+
+
+def _lease_renew(claim: replies.Claim) -> bool | None:
+    """True: renewed. False: the reply is no longer this attempt's. None: no database."""
+    try:
+        with db_session():
+            return replies.reply_lease_renew(claim=claim)
+    except OperationalError as exc:
+        logger.warning(
+            "Reply %s: lease not renewed, PostgreSQL unavailable (%s)", claim.reply_id, exc
+        )
+        return None
 
 
 @contextmanager
