@@ -55,7 +55,7 @@ def _outcome(name: str, future: asyncio.Future[bool]) -> bool:
         logger.warning("Readiness: %s did not answer within %s s", name, CHECK_SECONDS)
         return False
     if future.exception() is not None:
-        logger.warning("Readiness: %s does not answer", name, exc_info=future.exception())
+        logger.warning("Readiness: %s does not answer: %s", name, future.exception())
         return False
     return future.result()
 

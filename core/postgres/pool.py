@@ -28,10 +28,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 
 def server_has_spoken(conn: psycopg.Connection[Any]) -> bool:
-    """True when an idle connection's socket has something to read: usually the server's
-    goodbye. Never blocks."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    """True when an idle connection's socket has something to read (usually the server's
+    goodbye) or was closed. Never blocks. (poll, not select: a busy worker has file
+    descriptors above select's 1024.)"""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class LiveConnectionPool(ConnectionPool[psycopg.Connection[Any]]):
