@@ -13,6 +13,7 @@ server cleanly, and a clean stop writes everything out anyway.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import pwd
@@ -62,6 +63,7 @@ class PostgresServer:
         self.data_dir = self.root / "data"
         self.log_path = self.root / "postgres.log"
         self.port = _free_port()
+        atexit.register(self.close)  # a test run cut short leaves no server behind
         self._run("initdb", "-D", self.data_dir, "-U", "postgres", "-A", "trust", "--no-sync")
         self.start()
 
@@ -87,10 +89,16 @@ class PostgresServer:
     def restart(self) -> None:
         self._pg_ctl("restart", "-m", "fast")
 
+    @property
+    def running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists()
+
     def close(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
-            self._pg_ctl("stop", "-m", "immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if self.running:
+                self._pg_ctl("stop", "-m", "immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

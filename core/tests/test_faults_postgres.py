@@ -80,7 +80,7 @@ def product(
 @pytest.fixture
 def healthy(postgres: PostgresServer, product: Stack) -> Stack:
     """Each test starts with PostgreSQL up and the product ready, whatever the last one did."""
-    if not (postgres.data_dir / "postmaster.pid").exists():
+    if not postgres.running:
         postgres.start()
     wait_until(
         lambda: httpx.get(f"{product.url}/readyz", timeout=5).status_code == 200,
