@@ -27,7 +27,7 @@ from core.workers import workers_status
 
 logger = logging.getLogger(__name__)
 
-CHECK_SECONDS = 1.5  # each check's own timeout, and the deadline of them all
+CHECK_SECONDS = 1.0  # each check's own timeout, and the deadline of them all
 
 _checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
 
