@@ -1,63 +1,67 @@
-"""The life of a model reply: claim, lease, fenced final writes, cancel, sweep, and its stream.
+"""The life of a model reply on the worker side: claim, history, generate, record, retry,
+fail, block, cancel-settle, sweep, and settling a reply no worker is left to finish.
 
     pending --claim--> streaming --> completed | failed | blocked
        ^                   |   \\--> pending (a retry, after a backoff)
        |                   |
        +---- sweep --------+  (the lease ran out: the worker died)
-    pending | streaming --cancel--> canceled
-    pending | streaming --no worker left--> failed  (by a send, poll or stream: see below)
+    pending | streaming --cancel--> canceled                     (chatrooms.services)
+    pending | streaming --no worker left--> failed   (a send, a poll or a stream notices)
 
 A worker owns a reply while `lease_expires_at` is in the future. `attempts` counts the claims
 and is the fencing token: every write after the claim is conditional on
 (id, status, attempts=<mine>), so a worker that lost its lease can never write over a newer
 attempt, and a reply is written once. A canceled reply whose lease is still set is waiting for
 its worker to store the text generated so far; no lease means no worker will write again.
-
 While a reply is `pending` after a failed attempt, `lease_expires_at` holds the time of its
-retry, so the sweep does not run it before its backoff is over.
+retry, so the sweep does not run it before its backoff is over. Times come from the database
+clock, the one clock every worker and web process shares.
 
-Times come from the database clock, the one clock every worker and web process shares.
+A worker thread holds a database connection only around its claim, its reading of the history
+and its final write (`core.db`); while the model streams, each chunk costs one Redis round
+trip (publish it, read the cancel flag) and no database write. PostgreSQL restarting or down
+does not lose a reply: once claimed, its database steps are tried again until the database
+answers, for as long as the lease would last.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from accounts.models import User
 from chatrooms import streaming
-from chatrooms.ai.base import Finish, Turn
+from chatrooms.ai.base import AiBlocked, AiError, AiModel, Finish, StreamItem, TextDelta, Turn
+from chatrooms.ai.context import context_fit
+from chatrooms.ai.registry import get_model
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import message_payload
-from core.errors import ApiError, NotFound
+from core.db import DB_RETRY_SECONDS, db_patiently, db_session
 from core.workers import workers_live
 from usage.services import usage_refund
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Enough turns to fill any sensible AI_CONTEXT_TOKENS; context_fit picks the ones that fit.
 HISTORY_MAX_MESSAGES = 200
 SWEEP_BATCH = 500
 
 Status = Message.Status
-
-
-class NotCancelable(ApiError):
-    status_code = 409
-    code = "not_cancelable"
-    message = "Only a model reply can be canceled."
 
 
 @dataclass(frozen=True)
@@ -72,31 +76,80 @@ class Claim:
     usage_day: dt.date | None
 
 
-def db_connection_release() -> None:
-    """Give this thread's database connection back to PostgreSQL.
-
-    A worker thread waits seconds on the model and hundreds of them run at once, so none may
-    keep a connection while it waits. Inside a transaction (a test run in-process) the
-    connection is the caller's to manage.
-    """
-    if not connection.in_atomic_block:
-        connection.close()
+def lease_live() -> ExpressionWrapper:
+    """True while the row's lease is in the future: a worker is on it."""
+    return ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField())
 
 
 def _lease_end(seconds: float) -> Any:
     return Now() + dt.timedelta(seconds=seconds)
 
 
-def _lease_live() -> ExpressionWrapper:
-    """True while the row's lease is in the future: a worker is on it."""
-    return ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField())
-
-
 def _fenced(claim: Claim, status: str = Status.STREAMING) -> QuerySet[Message]:
     return Message.objects.filter(pk=claim.reply_id, status=status, attempts=claim.attempt)
 
 
-# --- Worker side -----------------------------------------------------------------------------
+# --- One attempt, end to end --------------------------------------------------------------------
+
+
+def reply_attempt(*, reply_id: int) -> float | None:
+    """Make one attempt at a reply: claim it, generate, record the outcome. Safe to run any
+    number of times: only a claim works. Returns the delay before a retry, or None when done.
+
+    Raises OperationalError when PostgreSQL does not answer before the claim (nothing is
+    lost: the caller tries again later)."""
+    with db_session():
+        claim = reply_claim(reply_id=reply_id)
+    if claim is None:
+        logger.info("Reply %s: nothing to do (finished, or another worker has it)", reply_id)
+        return None
+    history = _patiently(lambda: reply_history(claim=claim), claim=claim)
+    model = get_model()
+    if claim.attempt > _max_attempts():
+        # Workers keep dying on this reply (or its retries were lost): stop trying.
+        outcome = Outcome(
+            Ending.FAILED,
+            "",
+            error_code="ai_unavailable",
+            error_message=f"The reply could not be generated in {_max_attempts()} attempts.",
+        )
+    else:
+        if claim.attempt > 1:
+            _publish(streaming.stream_reset_publish, reply_id=reply_id, attempt=claim.attempt)
+        turns = context_fit(
+            turns=history,
+            budget_tokens=settings.AI_CONTEXT_TOKENS,
+            count_tokens=model.count_tokens,
+            system_prompt=claim.system_prompt,
+        )
+        outcome = _generate(model=model, claim=claim, turns=turns)
+    reply, delay = _patiently(
+        lambda: _record(outcome=outcome, claim=claim, model_name=model.name), claim=claim
+    )
+    if reply is not None:
+        reply_done_announce(reply=reply)
+        logger.info("Reply %s: %s (attempt %s)", reply_id, reply.status, claim.attempt)
+    return delay
+
+
+def _patiently(step: Callable[[], T], *, claim: Claim) -> T:
+    # No other worker takes the reply while its lease lasts, so waiting that long loses
+    # nothing; after it, the task's retry claims the reply afresh.
+    return db_patiently(
+        step, what=f"Reply {claim.reply_id}", give_up_after=settings.REPLY_LEASE_SECONDS
+    )
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff after failed attempt number `attempt`: 2 s, 4 s, 8 s... by default."""
+    return float(settings.AI_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def _max_attempts() -> int:
+    return settings.AI_MAX_RETRIES + 1
+
+
+# --- Claim and history ------------------------------------------------------------------------
 
 _CLAIM_SQL = f"""
     UPDATE {Message._meta.db_table} AS m
@@ -168,6 +221,182 @@ def reply_lease_renew(*, claim: Claim) -> bool:
         lease_expires_at=_lease_end(settings.REPLY_LEASE_SECONDS), updated_at=Now()
     )
     return renewed == 1
+
+
+# --- Generate: stream from the model, publish each chunk ---------------------------------------
+
+
+class Ending(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    RETRY = "retry"
+    STOPPED = "stopped"  # canceled, or the lease was lost: see what the database says
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ending: Ending
+    text: str
+    finish: Finish | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
+    """Stream from the model and publish each chunk; no database connection is held."""
+    parts: list[str] = []
+    # Renewed only as chunks arrive, and the next one may take up to the model's timeout:
+    # renew early enough that a slow chunk still lands inside the lease.
+    renew_every = max(
+        1.0,
+        min(
+            settings.REPLY_LEASE_SECONDS / 3,
+            (settings.REPLY_LEASE_SECONDS - settings.GEMINI_TIMEOUT_SECONDS) / 2,
+        ),
+    )
+    renew_at = time.monotonic() + renew_every
+    deadline = time.monotonic() + settings.REPLY_TIME_LIMIT_SECONDS
+    publishing = True
+    try:
+        with _closing(model.stream(system_prompt=claim.system_prompt, turns=turns)) as items:
+            for item in items:
+                if isinstance(item, Finish):
+                    text = "".join(parts)
+                    if not text.strip():  # whitespace alone is no answer either
+                        return Outcome(
+                            Ending.FAILED,
+                            text,
+                            error_code="empty_reply",
+                            error_message="The model returned an empty reply.",
+                        )
+                    return Outcome(Ending.COMPLETED, text, finish=item)
+                if not isinstance(item, TextDelta) or not item.text:
+                    continue
+                parts.append(item.text)
+                if publishing:
+                    try:
+                        if streaming.stream_delta_publish(
+                            reply_id=claim.reply_id, attempt=claim.attempt, text=item.text
+                        ):
+                            return Outcome(Ending.STOPPED, "".join(parts))
+                    except RedisError:
+                        # Keep generating: followers catch up from the database at the end.
+                        logger.warning("Reply %s: cannot publish chunks", claim.reply_id)
+                        publishing = False
+                now = time.monotonic()
+                if now >= deadline:
+                    return _timed_out(parts)
+                if now >= renew_at:
+                    renewed = _lease_renew(claim)
+                    if renewed is False:
+                        return Outcome(Ending.STOPPED, "".join(parts))
+                    # Not renewed (None): the database did not answer; the lease runs a while
+                    # yet, so the model goes on and a later chunk tries again.
+                    pause = renew_every if renewed else DB_RETRY_SECONDS
+                    renew_at = time.monotonic() + pause
+        # A model that ends without a Finish broke its protocol: treat it as a cut stream.
+        raise AiError("The model's stream ended early.", retryable=True)
+    except AiBlocked as exc:
+        return Outcome(Ending.BLOCKED, "".join(parts), error_message=exc.reason)
+    except AiError as exc:
+        if exc.retryable and claim.attempt < _max_attempts():
+            logger.warning("Reply %s attempt %s: %s", claim.reply_id, claim.attempt, exc.message)
+            return Outcome(Ending.RETRY, "".join(parts))
+        code = "ai_unavailable" if exc.retryable else "ai_error"
+        return Outcome(Ending.FAILED, "".join(parts), error_code=code, error_message=exc.message)
+    except SoftTimeLimitExceeded:
+        return _timed_out(parts)
+    except Exception:
+        # A bug, not an outage: fail now (and give the prompt back) rather than retry it.
+        logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
+        return Outcome(
+            Ending.FAILED,
+            "".join(parts),
+            error_code="ai_error",
+            error_message="The reply could not be generated.",
+        )
+
+
+def _lease_renew(claim: Claim) -> bool | None:
+    """True: renewed. False: the reply is no longer this attempt's. None: no database."""
+    try:
+        with db_session():
+            return reply_lease_renew(claim=claim)
+    except OperationalError as exc:
+        logger.warning(
+            "Reply %s: lease not renewed, PostgreSQL unavailable (%s)", claim.reply_id, exc
+        )
+        return None
+
+
+@contextmanager
+def _closing(stream: Iterator[StreamItem]) -> Iterator[Iterator[StreamItem]]:
+    """Close the model's stream when we stop reading early, so its HTTP response is freed."""
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def _timed_out(parts: list[str]) -> Outcome:
+    return Outcome(
+        Ending.FAILED,
+        "".join(parts),
+        error_code="ai_timeout",
+        error_message="The model took too long to answer.",
+    )
+
+
+def _publish(publish: Callable[..., None], **kwargs: Any) -> None:
+    """Redis being down costs the live stream only: followers fall back to the database."""
+    try:
+        publish(**kwargs)
+    except RedisError:
+        logger.warning("Could not publish to reply %s's stream", kwargs.get("reply_id"))
+
+
+def reply_done_announce(*, reply: Message) -> None:
+    """Tell the reply's followers it is over (best effort: they also check the database)."""
+    _publish(streaming.stream_done_publish, reply_id=reply.pk, message=message_payload(reply))
+
+
+# --- Record: the fenced final writes -----------------------------------------------------------
+
+
+def _record(
+    *, outcome: Outcome, claim: Claim, model_name: str
+) -> tuple[Message | None, float | None]:
+    """The fenced final write. Returns the finished reply (to announce) and any retry delay."""
+    reply: Message | None = None
+    text = outcome.text
+    if outcome.ending is Ending.COMPLETED:
+        assert outcome.finish is not None
+        reply = reply_complete(claim=claim, text=text, finish=outcome.finish, model_name=model_name)
+    elif outcome.ending is Ending.FAILED:
+        reply = reply_fail(
+            claim=claim,
+            text=text,
+            code=outcome.error_code,
+            message=outcome.error_message,
+            model_name=model_name,
+        )
+    elif outcome.ending is Ending.BLOCKED:
+        reply = reply_block(
+            claim=claim, text=text, reason=outcome.error_message, model_name=model_name
+        )
+    elif outcome.ending is Ending.RETRY:
+        delay = retry_delay(claim.attempt)
+        if reply_retry_later(claim=claim, delay_seconds=delay):
+            return None, delay
+    if reply is None:
+        # The write was refused: canceled meanwhile (keep the text), or this attempt is stale.
+        reply = reply_cancel_settle(claim=claim, text=text, model_name=model_name)
+        if reply is None:
+            logger.info("Reply %s attempt %s lost its lease", claim.reply_id, claim.attempt)
+    return reply, None
 
 
 def reply_complete(*, claim: Claim, text: str, finish: Finish, model_name: str) -> Message | None:
@@ -243,81 +472,18 @@ def _reload(claim: Claim) -> Message:
     return Message.objects.get(pk=claim.reply_id)
 
 
-# --- Cancel (API) ----------------------------------------------------------------------------
-
-
-def reply_cancel(*, user: User, chatroom_id: int, message_id: int) -> Message:
-    """Cancel a reply that is pending or streaming; a finished one is returned unchanged.
-
-    A streaming reply keeps the text generated so far: its worker stops at the next chunk and
-    stores it (the message returned here may not have it yet). A canceled prompt is not given
-    back.
-    """
-    with transaction.atomic():
-        reply = (
-            Message.objects.select_for_update(of=("self",))
-            .annotate(lease_live=_lease_live())
-            .filter(pk=message_id, chatroom_id=chatroom_id, chatroom__user=user)
-            .first()
-        )
-        if reply is None:
-            raise NotFound("Message not found.")
-        if reply.role != Message.Role.MODEL:
-            raise NotCancelable()
-        if reply.status not in Message.IN_FLIGHT:
-            return reply
-        # A pending reply has no worker (nor has one whose lease ran out): it ends here. A live
-        # worker keeps its lease until it has stored the text.
-        owned_by_worker = reply.status == Status.STREAMING and bool(reply.lease_live)
-        Message.objects.filter(pk=reply.pk).update(
-            status=Status.CANCELED,
-            completed_at=Now(),
-            updated_at=Now(),
-            lease_expires_at=reply.lease_expires_at if owned_by_worker else None,
-        )
-        reply.refresh_from_db()
-        if owned_by_worker:
-            transaction.on_commit(partial(_cancel_signal, reply_id=reply.pk))
-        else:
-            transaction.on_commit(
-                partial(_done_publish, reply_id=reply.pk, payload=message_payload(reply))
-            )
-    return reply
-
-
-def _cancel_signal(*, reply_id: int) -> None:
-    try:
-        streaming.cancel_request(reply_id=reply_id)
-    except RedisError:
-        # The worker still finds out when it next renews its lease.
-        logger.warning("Could not flag reply %s as canceled in Redis", reply_id, exc_info=True)
-
-
-def _done_publish(*, reply_id: int, payload: dict[str, Any]) -> None:
-    try:
-        streaming.stream_done_publish(reply_id=reply_id, message=payload)
-    except RedisError:
-        # Followers fall back to the database at their next keep-alive.
-        logger.warning("Could not publish the end of reply %s", reply_id, exc_info=True)
-
-
-def reply_done_publish(*, reply: Message) -> None:
-    """Tell the reply's followers it is over (best effort: they also poll the database)."""
-    _done_publish(reply_id=reply.pk, payload=message_payload(reply))
-
-
 # --- Sweep (beat) ------------------------------------------------------------------------------
 
 
 def replies_sweep(*, batch: int = SWEEP_BATCH) -> list[int]:
-    """Enqueue again the replies no worker is on: a lost broker message, a dead worker.
+    """The replies no worker is on, to enqueue again: a lost broker message, a dead worker.
 
     - `streaming` with a lease that ran out: its worker died; back to `pending`.
     - `pending` for longer than AI_PENDING_SWEEP_AGE_SECONDS (and past any retry time).
 
     Each reply found is marked (`updated_at`), so the next sweeps leave it alone for another
     AI_PENDING_SWEEP_AGE_SECONDS. Enqueueing twice is harmless: only one claim can win.
-    Returns the ids enqueued.
+    Returns their ids, committed; the caller enqueues them.
     """
     stale_before = Now() - dt.timedelta(seconds=settings.AI_PENDING_SWEEP_AGE_SECONDS)
     with transaction.atomic():
@@ -337,20 +503,10 @@ def replies_sweep(*, batch: int = SWEEP_BATCH) -> list[int]:
             .values_list("pk", flat=True)[:batch]
         )
         Message.objects.filter(pk__in=waiting).update(updated_at=Now())
-        reply_ids = lapsed + waiting
-        if reply_ids:
-            transaction.on_commit(partial(_enqueue, reply_ids=reply_ids))
+    reply_ids = lapsed + waiting
     if reply_ids:
-        logger.info("Sweep: enqueued replies %s again", reply_ids)
+        logger.info("Sweep: replies %s to enqueue again", reply_ids)
     return reply_ids
-
-
-def _enqueue(*, reply_ids: list[int]) -> None:
-    # Imported here: the task module imports this one.
-    from chatrooms.tasks import reply_generate
-
-    for reply_id in reply_ids:
-        reply_generate.delay(reply_id)
 
 
 # --- A reply no worker is left to finish --------------------------------------------------------
@@ -393,9 +549,7 @@ def reply_abandoned_settle(*, reply_id: int) -> Message | None:
         reply = Message.objects.select_related("chatroom").get(pk=reply_id)
         if reply.usage_day is not None:
             usage_refund(user_id=reply.chatroom.user_id, day=reply.usage_day)
-        transaction.on_commit(
-            partial(_done_publish, reply_id=reply.pk, payload=message_payload(reply))
-        )
+        transaction.on_commit(partial(reply_done_announce, reply=reply))
     logger.warning("Reply %s: no worker left to finish it; failed", reply_id)
     return reply
 
@@ -413,74 +567,3 @@ def reply_settle_if_abandoned(*, reply: Message) -> Message:
     if idle_since > timezone.now() - dt.timedelta(seconds=settings.REPLY_ABANDONED_AFTER_SECONDS):
         return reply
     return reply_abandoned_settle(reply_id=reply.pk) or reply
-
-
-# --- Following a reply (the SSE endpoint) ----------------------------------------------------
-
-
-async def reply_events(*, reply: Message) -> AsyncIterator[streaming.SseEvent]:
-    """The events of one reply for one client: what was generated so far, then the rest as it
-    comes, then `done` with the final message; keep-alives while nothing happens.
-
-    A finished reply is served from the database at once. While following, each quiet
-    keep-alive interval also checks the database, so a reply whose `done` never reached Redis
-    (a Redis restart, a worker that died after a cancel) still ends.
-    """
-    follower = streaming.ReplyFollower()
-    try:
-        if reply.status in Message.FINISHED:
-            # Unless a live worker is still storing the text of a canceled reply: follow that.
-            current, settled = (
-                (reply, True)
-                if reply.lease_expires_at is None
-                else await _reply_settled(reply_id=reply.pk)
-            )
-            if current is not None and settled:
-                for event in follower.finish(message_payload(current)):
-                    yield event
-                return
-        async with streaming.ReplyEventSource(reply_id=reply.pk) as source:
-            backlog = await source.backlog()
-            follower.skip_superseded(backlog)
-            for event in follower.feed(backlog):
-                yield event
-            while not follower.finished:
-                entries = await source.wait(seconds=settings.REPLY_STREAM_KEEPALIVE_SECONDS)
-                if entries:
-                    for event in follower.feed(entries):
-                        yield event
-                    continue
-                yield streaming.KEEPALIVE
-                current, settled = await _reply_settled(reply_id=reply.pk)
-                if current is None:
-                    yield streaming.SseEvent(
-                        "error", {"code": "not_found", "message": "The message was deleted."}
-                    )
-                    return
-                if settled:
-                    for event in follower.finish(message_payload(current)):
-                        yield event
-    except (RedisError, DatabaseError):
-        logger.warning("Reply %s: the event stream broke off", reply.pk, exc_info=True)
-        yield streaming.SseEvent(
-            "error",
-            {
-                "code": "stream_unavailable",
-                "message": "The reply's live stream is unavailable; poll the message instead.",
-            },
-        )
-
-
-async def _reply_settled(*, reply_id: int) -> tuple[Message | None, bool]:
-    """The reply, and whether it is finished with no worker left to publish its end."""
-    reply = await Message.objects.annotate(lease_live=_lease_live()).filter(pk=reply_id).afirst()
-    abandoned = None
-    if reply is not None and reply.status in Message.IN_FLIGHT and not reply.lease_live:
-        current = await sync_to_async(reply_settle_if_abandoned)(reply=reply)
-        abandoned = current if current.status in Message.FINISHED else None
-    await sync_to_async(db_connection_release)()
-    if abandoned is not None:
-        return abandoned, True
-    if reply is None:
-        return None, False
-    return reply, reply.status in Message.FINISHED and not reply.lease_live

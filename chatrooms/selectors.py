@@ -6,11 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
+
 from accounts.models import User
 from chatrooms import cache
+from chatrooms.errors import ChatroomNotFound, MessageNotFound
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import chatroom_payload
-from core.errors import NotFound
 
 DETAIL_MESSAGES = 50
 
@@ -42,7 +44,7 @@ def render_json(body: Any) -> bytes:
 def chatroom_get(*, user: User, chatroom_id: int) -> Chatroom:
     chatroom = Chatroom.objects.filter(pk=chatroom_id, user=user).first()
     if chatroom is None:
-        raise NotFound("Chatroom not found.")
+        raise ChatroomNotFound()
     return chatroom
 
 
@@ -97,12 +99,23 @@ def message_history(
     return MessagePage(messages=newest[:limit][::-1], has_more=len(newest) > limit)
 
 
+def user_messages(*, user: User, chatroom_id: int) -> QuerySet[Message]:
+    """The messages of a chatroom, if the chatroom is the user's: the one owner-scoped
+    lookup every message endpoint starts from."""
+    return Message.objects.filter(chatroom_id=chatroom_id, chatroom__user=user)
+
+
 def message_get(*, user: User, chatroom_id: int, message_id: int) -> Message:
-    message = Message.objects.filter(
-        pk=message_id, chatroom_id=chatroom_id, chatroom__user=user
-    ).first()
+    message = user_messages(user=user, chatroom_id=chatroom_id).filter(pk=message_id).first()
     if message is None:
-        raise NotFound("Message not found.")
+        raise MessageNotFound()
+    return message
+
+
+async def message_aget(*, user: User, chatroom_id: int, message_id: int) -> Message:
+    message = await user_messages(user=user, chatroom_id=chatroom_id).filter(pk=message_id).afirst()
+    if message is None:
+        raise MessageNotFound()
     return message
 
 

@@ -1,28 +1,34 @@
-"""Writes to chatrooms and messages. Cache invalidation and the reply task run after commit."""
+"""Writes to chatrooms and messages from the API: create, rename, delete, send, cancel.
+
+Cache invalidation, the reply's enqueueing and stream announcements run after commit. The
+worker's side of a reply's life is `chatrooms.replies`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.models import User
+from chatrooms import streaming
 from chatrooms.cache import list_cache_invalidate_on_commit
-from chatrooms.models import Chatroom, IdempotencyRecord, Message
-from chatrooms.payloads import message_payload
-from chatrooms.replies import reply_abandoned_settle
-from chatrooms.selectors import chatroom_first_user_message, chatroom_latest_reply_status
+from chatrooms.errors import ChatroomNotFound, MessageNotFound, ReplyInProgress, ReplyNotCancelable
+from chatrooms.models import Chatroom, Message
+from chatrooms.replies import lease_live, reply_abandoned_settle, reply_done_announce
+from chatrooms.selectors import (
+    chatroom_first_user_message,
+    chatroom_latest_reply_status,
+    user_messages,
+)
+from chatrooms.tasks import reply_enqueue_on_commit
 from chatrooms.titles import title_from_message
-from core.errors import ApiError, Conflict, NotFound
 from usage.selectors import UsageSummary, usage_today
 from usage.services import usage_consume
 
@@ -38,24 +44,10 @@ class Unset(enum.Enum):
 UNSET = Unset.UNSET
 
 
-class IdempotencyKeyMismatch(ApiError):
-    status_code = 422
-    code = "idempotency_key_mismatch"
-    message = "This Idempotency-Key was already used for a different request."
-
-
-@dataclass(frozen=True)
-class SendResult:
-    status: int
-    body: dict[str, Any]
-    usage: UsageSummary
-    replayed: bool
-
-
 def _locked_chatroom(*, user: User, chatroom_id: int) -> Chatroom:
     chatroom = Chatroom.objects.select_for_update().filter(pk=chatroom_id, user=user).first()
     if chatroom is None:
-        raise NotFound("Chatroom not found.")
+        raise ChatroomNotFound()
     return chatroom
 
 
@@ -104,160 +96,99 @@ def chatroom_delete(*, user: User, chatroom_id: int) -> None:
 # --- Sending a message -------------------------------------------------------------------
 
 
-class _KeyTaken(Exception):
-    """Another request with the same Idempotency-Key committed first."""
+@dataclass(frozen=True)
+class Sent:
+    user_message: Message
+    reply: Message
+    usage: UsageSummary
 
 
-def message_send(
-    *, user: User, chatroom_id: int, content: str, idempotency_key: str | None = None
-) -> SendResult:
-    """Store the user's message and a `pending` reply, count the prompt, enqueue the reply.
-
-    With an `idempotency_key`, the first committed answer is replayed for retries (same ids,
-    counted once) for IDEMPOTENCY_KEY_RETENTION_SECONDS; after that the key is forgotten and
-    its reuse is a new send. Errors roll everything back, including the key, so a retry after
-    an error is evaluated afresh.
-    """
-    request_hash = _request_hash(chatroom_id=chatroom_id, content=content)
-    for _attempt in range(2):
-        try:
-            with transaction.atomic():
-                record = None
-                if idempotency_key is not None:
-                    # First, so a concurrent retry blocks on the unique index until we commit.
-                    record = _idempotency_claim(
-                        user=user, key=idempotency_key, request_hash=request_hash
-                    )
-                result = _send(user=user, chatroom_id=chatroom_id, content=content)
-                if record is not None:
-                    record.response_status = result.status
-                    record.response_body = result.body
-                    record.save(update_fields=["response_status", "response_body"])
-                return result
-        except _KeyTaken:
-            assert idempotency_key is not None
-            replay = _idempotency_replay(user=user, key=idempotency_key, request_hash=request_hash)
-            if replay is not None:
-                return replay
-            # The record vanished between the conflict and the read (pruned), or was past
-            # the replay window and has just been deleted: send anew.
-    raise Conflict("The request could not be completed; retry it.", code="idempotency_conflict")
-
-
-def _send(*, user: User, chatroom_id: int, content: str) -> SendResult:
+def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
+    """Store the user's message and a `pending` reply, count the prompt, and enqueue the
+    reply once this commits. Refused with ReplyInProgress while the chatroom's last reply is
+    in flight (unless no worker is left to finish it: then it fails, refunded, first)."""
     now = timezone.now()
-    chatroom = _locked_chatroom(user=user, chatroom_id=chatroom_id)
-    latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom.pk)
-    if (
-        latest_reply is not None
-        and latest_reply[1] in Message.IN_FLIGHT
-        and reply_abandoned_settle(reply_id=latest_reply[0]) is None
-    ):
-        raise Conflict(
-            "A reply is still being generated in this chatroom; wait for it or cancel it.",
-            code="reply_in_progress",
-            details={"reply_id": latest_reply[0]},
+    with transaction.atomic():
+        chatroom = _locked_chatroom(user=user, chatroom_id=chatroom_id)
+        latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom.pk)
+        if (
+            latest_reply is not None
+            and latest_reply[1] in Message.IN_FLIGHT
+            and reply_abandoned_settle(reply_id=latest_reply[0]) is None
+        ):
+            raise ReplyInProgress(reply_id=latest_reply[0])
+        usage = usage_consume(user=user, now=now)
+        user_message, reply = Message.objects.bulk_create(
+            [
+                Message(
+                    chatroom=chatroom,
+                    role=Message.Role.USER,
+                    content=content,
+                    status=Message.Status.COMPLETED,
+                    created_at=now,
+                    completed_at=now,
+                ),
+                Message(
+                    chatroom=chatroom,
+                    role=Message.Role.MODEL,
+                    status=Message.Status.PENDING,
+                    created_at=now,
+                    usage_day=usage_today(now),
+                ),
+            ]
         )
-    usage = usage_consume(user=user, now=now)
-    user_message, reply = Message.objects.bulk_create(
-        [
-            Message(
-                chatroom=chatroom,
-                role=Message.Role.USER,
-                content=content,
-                status=Message.Status.COMPLETED,
-                created_at=now,
-                completed_at=now,
-            ),
-            Message(
-                chatroom=chatroom,
-                role=Message.Role.MODEL,
-                status=Message.Status.PENDING,
-                created_at=now,
-                usage_day=usage_today(now),
-            ),
-        ]
-    )
-    if chatroom.name is None:
-        chatroom.name = title_from_message(content)
-        chatroom.save(update_fields=["name", "updated_at"])
-        list_cache_invalidate_on_commit(user_id=user.pk)
-    transaction.on_commit(partial(_reply_enqueue, reply_id=reply.pk))
-    body = {
-        "user_message": message_payload(user_message),
-        "reply": message_payload(reply),
-        "usage": usage.as_dict(),
-    }
-    return SendResult(status=202, body=body, usage=usage, replayed=False)
+        if chatroom.name is None:
+            chatroom.name = title_from_message(content)
+            chatroom.save(update_fields=["name", "updated_at"])
+            list_cache_invalidate_on_commit(user_id=user.pk)
+        reply_enqueue_on_commit(reply_id=reply.pk)
+    return Sent(user_message=user_message, reply=reply, usage=usage)
 
 
-def _reply_enqueue(*, reply_id: int) -> None:
-    # Imported here: the task module imports the reply pipeline, which reads chatrooms.
-    from chatrooms.tasks import reply_generate
-
-    try:
-        reply_generate.delay(reply_id)
-    except Exception:
-        # The reply stays `pending`; the periodic sweep enqueues it again.
-        logger.exception("Could not enqueue the reply %s; the sweep will retry it", reply_id)
+# --- Canceling a reply ---------------------------------------------------------------------
 
 
-def _request_hash(*, chatroom_id: int, content: str) -> str:
-    canonical = json.dumps([chatroom_id, content], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def reply_cancel(*, user: User, chatroom_id: int, message_id: int) -> Message:
+    """Cancel a reply that is pending or streaming; a finished one is returned unchanged.
 
-
-def idempotency_retention() -> dt.timedelta:
-    """How long an Idempotency-Key is replayed: IDEMPOTENCY_KEY_RETENTION_SECONDS."""
-    return dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_RETENTION_SECONDS)
-
-
-def _idempotency_expired_before() -> dt.datetime:
-    return timezone.now() - idempotency_retention()
-
-
-def _idempotency_claim(*, user: User, key: str, request_hash: str) -> IdempotencyRecord:
-    try:
-        return IdempotencyRecord.objects.create(
-            user=user, key=key, request_hash=request_hash, response_status=0, response_body={}
+    A streaming reply keeps the text generated so far: its worker stops at the next chunk and
+    stores it (the message returned here may not have it yet). A canceled prompt is not given
+    back.
+    """
+    with transaction.atomic():
+        reply = (
+            user_messages(user=user, chatroom_id=chatroom_id)
+            .select_for_update(of=("self",))
+            .annotate(lease_live=lease_live())
+            .filter(pk=message_id)
+            .first()
         )
-    except IntegrityError as exc:
-        raise _KeyTaken from exc
+        if reply is None:
+            raise MessageNotFound()
+        if reply.role != Message.Role.MODEL:
+            raise ReplyNotCancelable()
+        if reply.status not in Message.IN_FLIGHT:
+            return reply
+        # A pending reply has no worker (nor has one whose lease ran out): it ends here. A live
+        # worker keeps its lease until it has stored the text.
+        owned_by_worker = reply.status == Message.Status.STREAMING and bool(reply.lease_live)
+        Message.objects.filter(pk=reply.pk).update(
+            status=Message.Status.CANCELED,
+            completed_at=Now(),
+            updated_at=Now(),
+            lease_expires_at=reply.lease_expires_at if owned_by_worker else None,
+        )
+        reply.refresh_from_db()
+        if owned_by_worker:
+            transaction.on_commit(partial(_cancel_signal, reply_id=reply.pk))
+        else:
+            transaction.on_commit(partial(reply_done_announce, reply=reply))
+    return reply
 
 
-def _idempotency_replay(*, user: User, key: str, request_hash: str) -> SendResult | None:
-    record = IdempotencyRecord.objects.filter(user=user, key=key).first()
-    if record is None:
-        return None
-    expired_before = _idempotency_expired_before()
-    if record.created_at < expired_before:
-        # Past the replay window the key counts as absent, even before the prune removes it:
-        # delete it (a concurrent retry may have already) so the next claim succeeds.
-        IdempotencyRecord.objects.filter(pk=record.pk).delete()
-        return None
-    if record.request_hash != request_hash:
-        raise IdempotencyKeyMismatch()
-    body: dict[str, Any] = record.response_body
-    return SendResult(
-        status=record.response_status,
-        body=body,
-        usage=_usage_from_dict(body["usage"]),
-        replayed=True,
-    )
-
-
-def _usage_from_dict(usage: dict[str, Any]) -> UsageSummary:
-    return UsageSummary(
-        limit=usage["limit"],
-        used=usage["used"],
-        remaining=usage["remaining"],
-        resets_at=dt.datetime.fromisoformat(usage["resets_at"]),
-    )
-
-
-def idempotency_records_prune(*, older_than: dt.timedelta) -> int:
-    """Forget Idempotency-Keys older than `older_than`; returns how many were deleted."""
-    deleted, _ = IdempotencyRecord.objects.filter(
-        created_at__lt=timezone.now() - older_than
-    ).delete()
-    return deleted
+def _cancel_signal(*, reply_id: int) -> None:
+    try:
+        streaming.cancel_request(reply_id=reply_id)
+    except RedisError:
+        # The worker still finds out when it next renews its lease.
+        logger.warning("Could not flag reply %s as canceled in Redis", reply_id, exc_info=True)

@@ -34,24 +34,6 @@ class ApiError(Exception):
         super().__init__(self.message)
 
 
-class NotFound(ApiError):
-    status_code = 404
-    code = "not_found"
-    message = "Not found."
-
-
-class Conflict(ApiError):
-    status_code = 409
-    code = "conflict"
-    message = "The request conflicts with the current state."
-
-
-class TooManyRequests(ApiError):
-    status_code = 429
-    code = "throttled"
-    message = "Too many requests."
-
-
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "service_unavailable"

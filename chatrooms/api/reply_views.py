@@ -22,12 +22,14 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import User
-from chatrooms import replies
+from chatrooms import services
 from chatrooms.api import serializers as s
-from chatrooms.models import Message
+from chatrooms.following import reply_events
 from chatrooms.payloads import message_payload
+from chatrooms.selectors import message_aget
 from chatrooms.streaming import SseEvent
-from core.errors import ApiError, NotFound
+from core.db import db_connection_release
+from core.errors import ApiError
 from core.exception_handler import render_exception
 from core.schema import ErrorResponseSerializer
 
@@ -92,18 +94,14 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         return response
     try:
         user = await _authenticate(request)
-        reply = await Message.objects.filter(
-            pk=message_id, chatroom_id=chatroom_id, chatroom__user=user
-        ).afirst()
-        if reply is None:
-            raise NotFound("Message not found.")
+        reply = await message_aget(user=user, chatroom_id=chatroom_id, message_id=message_id)
     except (ApiError, drf.APIException) as exc:
         return _error_response(exc)
     finally:
-        await sync_to_async(replies.db_connection_release)()
+        await sync_to_async(db_connection_release)()
 
     stream = StreamingHttpResponse(
-        _sse_body(replies.reply_events(reply=reply)), content_type="text/event-stream"
+        _sse_body(reply_events(reply=reply)), content_type="text/event-stream"
     )
     stream["Cache-Control"] = "no-cache"
     stream["X-Accel-Buffering"] = "no"
@@ -141,7 +139,7 @@ class ReplyCancelView(APIView):
         },
     )
     def post(self, request: Request, chatroom_id: int, message_id: int) -> Response:
-        reply = replies.reply_cancel(
+        reply = services.reply_cancel(
             user=cast(User, request.user), chatroom_id=chatroom_id, message_id=message_id
         )
         return Response(message_payload(reply))

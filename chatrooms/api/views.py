@@ -12,10 +12,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from chatrooms import replies, selectors, services
+from chatrooms import idempotency, selectors, services
 from chatrooms.api import serializers as s
+from chatrooms.errors import CursorInvalid
+from chatrooms.models import Message
 from chatrooms.payloads import chatroom_payload, message_payload
-from core.errors import ApiError
+from chatrooms.replies import reply_settle_if_abandoned
+from chatrooms.selectors import render_json
 from core.pagination import page_limit
 from core.schema import ErrorResponseSerializer
 from usage.selectors import rate_limit_headers
@@ -121,7 +124,7 @@ class ChatroomListCreateView(APIView):
         if cursor:
             before_id = selectors.list_cursor_decode(cursor)
             if before_id is None:
-                raise _invalid("cursor", "Invalid cursor.")
+                raise CursorInvalid()
         page = selectors.chatroom_list_page(
             user_id=_user(request).pk,
             before_id=before_id,
@@ -243,20 +246,40 @@ class MessageSendView(APIView):
             ),
         },
     )
-    def post(self, request: Request, chatroom_id: int) -> Response:
+    def post(self, request: Request, chatroom_id: int) -> HttpResponse:
         serializer = s.MessageSendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = services.message_send(
-            user=_user(request),
-            chatroom_id=chatroom_id,
-            content=serializer.validated_data["content"],
-            idempotency_key=_idempotency_key(request),
+        user = _user(request)
+        content = serializer.validated_data["content"]
+
+        def send() -> idempotency.Answer:
+            sent = services.message_send(user=user, chatroom_id=chatroom_id, content=content)
+            headers = rate_limit_headers(sent.usage)
+            headers.pop("X-RateLimit-Reset-After", None)
+            headers["Location"] = reply_location(sent.reply)
+            body = {
+                "user_message": message_payload(sent.user_message),
+                "reply": message_payload(sent.reply),
+                "usage": sent.usage.as_dict(),
+            }
+            return idempotency.Answer(status=202, body=render_json(body), headers=headers)
+
+        answer = idempotency.idempotent(
+            user=user,
+            key=_idempotency_key(request),
+            fingerprint=idempotency.request_fingerprint(chatroom_id, content),
+            produce=send,
         )
-        headers = rate_limit_headers(result.usage)
-        headers.pop("X-RateLimit-Reset-After", None)
-        if result.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(result.body, status=result.status, headers=headers)
+        response = HttpResponse(answer.body, status=answer.status, content_type="application/json")
+        for name, value in answer.headers.items():
+            response[name] = value
+        if answer.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+def reply_location(reply: Message) -> str:
+    return f"/api/chatroom/{reply.chatroom_id}/message/{reply.pk}"
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -265,10 +288,8 @@ def _idempotency_key(request: Request) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > IDEMPOTENCY_KEY_MAX_CHARS:
-        raise ApiError(
-            "The Idempotency-Key header must be 1 to 255 characters.",
-            code="validation_error",
-            details={"fields": {"Idempotency-Key": ["Must be 1 to 255 characters."]}},
+        raise serializers.ValidationError(
+            {"Idempotency-Key": [f"Must be 1 to {IDEMPOTENCY_KEY_MAX_CHARS} characters."]}
         )
     return key
 
@@ -283,4 +304,4 @@ class MessageDetailView(APIView):
         message = selectors.message_get(
             user=_user(request), chatroom_id=chatroom_id, message_id=message_id
         )
-        return Response(message_payload(replies.reply_settle_if_abandoned(reply=message)))
+        return Response(message_payload(reply_settle_if_abandoned(reply=message)))

@@ -12,12 +12,15 @@ from django.utils import timezone
 
 from chatrooms import replies
 from chatrooms.models import Message
-from chatrooms.tasks import reply_generate, retry_delay
+from chatrooms.replies import retry_delay
+from chatrooms.tasks import reply_generate
 from chatrooms.tests.conftest import model_contents, system_instruction
 from chatrooms.tests.factories import MessageFactory
 from testing.fake_gemini import Reply
 
-pytestmark = pytest.mark.django_db
+# The worker gives its database connection back after each step, as in production: the
+# tests commit for real instead of running inside one transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Message.Status
 
@@ -342,7 +345,6 @@ def test_chunks_cost_no_database_queries(fake_gemini, make_exchange):
     assert counts[0] == counts[1]
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_task_gives_its_database_connection_back(fake_gemini, make_exchange):
     reply = make_exchange()
     connection.ensure_connection()

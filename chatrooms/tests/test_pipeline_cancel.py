@@ -16,7 +16,9 @@ from chatrooms.tests.factories import MessageFactory, UserFactory, client_for, e
 from testing.e2e import wait_until
 from testing.fake_gemini import Reply
 
-pytestmark = pytest.mark.django_db
+# The worker gives its database connection back after each step, as in production: the
+# tests commit for real instead of running inside one transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Message.Status
 
@@ -51,7 +53,6 @@ def test_canceling_a_pending_reply_ends_it_and_no_worker_runs_it(
     assert counted(pipeline_user.pk) == 1  # canceled prompts are not given back
 
 
-@pytest.mark.django_db(transaction=True)
 def test_canceling_a_streaming_reply_stops_the_worker_and_keeps_the_text(
     fake_gemini, make_exchange, pipeline_user, counted, published
 ):

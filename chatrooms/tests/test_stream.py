@@ -21,7 +21,9 @@ from chatrooms.tests.factories import ChatroomFactory, MessageFactory, UserFacto
 from testing.e2e import sse_parse_body, wait_until
 from testing.fake_gemini import Reply
 
-pytestmark = pytest.mark.django_db
+# The worker gives its database connection back after each step, as in production: the
+# tests commit for real instead of running inside one transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Message.Status
 
@@ -98,7 +100,6 @@ def test_a_stream_replays_what_the_worker_published(fake_gemini, make_exchange, 
     assert response.events[-1][1]["content"] == "One two three four five six"
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_late_joiner_gets_the_text_so_far_then_the_rest(
     fake_gemini, make_exchange, pipeline_user
 ):
@@ -159,7 +160,6 @@ def test_chunks_of_a_stale_attempt_are_ignored(make_exchange, pipeline_user):
     assert _deltas(response.events) == ["New ", "text"]
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_reply_whose_end_never_reached_redis_ends_from_the_database(
     make_exchange, pipeline_user, settings
 ):

@@ -556,7 +556,9 @@ def runner_settings(settings: Any, db: None) -> Iterator[str]:
     celery_app.conf.update(before)
 
 
-@pytest.mark.django_db
+# Replies are generated in-process (eager tasks), and the worker gives its database
+# connection back after each step: the run commits for real.
+@pytest.mark.django_db(transaction=True)
 def test_the_collection_runs_top_to_bottom_against_the_api(
     v8, runner_settings, django_capture_on_commit_callbacks
 ):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from chatrooms.services import idempotency_records_prune, idempotency_retention
+from chatrooms.idempotency import idempotency_records_prune
 
 
 class Command(BaseCommand):
@@ -14,5 +14,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        deleted = idempotency_records_prune(older_than=idempotency_retention())
+        deleted = idempotency_records_prune()
         self.stdout.write(f"Deleted {deleted} idempotency records.")
