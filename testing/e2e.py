@@ -3,7 +3,8 @@
     stack = Stack(env=process_env(GEMINI_BASE_URL=fake.url), log_dir=tmp_path)
     web = stack.start_web()
     worker = stack.start_worker(name="w1", beat=True)
-    stack.wait_ready()                      # uvicorn listens, the workers consume
+    beat = stack.start_beat(name="beat")    # or beat on its own, to stop apart from the worker
+    stack.wait_ready()                      # uvicorn listens, the workers consume, beat beats
     httpx.get(f"{stack.url}/healthz")
     worker.kill()                           # SIGKILL, no goodbye
     stack.close()                           # stops whatever is still running
@@ -93,9 +94,18 @@ def wait_until(
 class ManagedProcess:
     """A child process in its own process group, its output in a log file."""
 
-    def __init__(self, *, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        ready_line: str | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
+        self.ready_line = ready_line  # what its log says once it is ready
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(  # noqa: S603 (our own commands)
             args,
@@ -194,10 +204,18 @@ class Stack:
         ]  # fmt: skip
         if beat:
             args += ["--beat", "--schedule", str(self.log_dir / f"{name}-beat-schedule")]
-        return self._spawn(name, args)
+        return self._spawn(name, args, ready_line=" ready.")
+
+    def start_beat(self, *, name: str) -> ManagedProcess:
+        args = [
+            PYTHON, "-m", "celery", "-A", "gemini_clone", "beat", "--loglevel", "INFO",
+            "--schedule", str(self.log_dir / f"{name}-schedule"),
+        ]  # fmt: skip
+        return self._spawn(name, args, ready_line="beat: Starting...")
 
     def wait_ready(self, *, timeout: float = 30) -> None:
-        """Until uvicorn listens and every worker started so far consumes its queue."""
+        """Until uvicorn listens, every worker started so far consumes its queue and every
+        beat started so far runs its schedule."""
         if self.web is not None and self._url is None:
             web = self.web
             port = wait_until(
@@ -208,9 +226,9 @@ class Stack:
             )
             self._url = f"http://127.0.0.1:{port}"
         for process in self.processes:
-            if process is not self.web and process.alive:
+            if process.ready_line is not None and process.alive:
                 wait_until(
-                    lambda p=process: " ready." in p.log(),  # type: ignore[misc]
+                    lambda p=process: p.ready_line in p.log(),  # type: ignore[misc]
                     timeout=timeout,
                     what=f"{process.name} to be ready",
                     watch=[process],
@@ -226,9 +244,13 @@ class Stack:
             elif process.alive:
                 process.kill()  # a test leaves no task worth finishing; a warm stop takes 1 s+
 
-    def _spawn(self, name: str, args: list[str]) -> ManagedProcess:
+    def _spawn(self, name: str, args: list[str], ready_line: str | None = None) -> ManagedProcess:
         process = ManagedProcess(
-            name=name, args=args, env=self.env, log_path=self.log_dir / f"{name}.log"
+            name=name,
+            args=args,
+            env=self.env,
+            log_path=self.log_dir / f"{name}.log",
+            ready_line=ready_line,
         )
         self.processes.append(process)
         return process

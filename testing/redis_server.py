@@ -11,6 +11,7 @@ Never the machine's shared Redis: restarting that one would pull it from under e
 
 from __future__ import annotations
 
+import atexit
 import socket
 import subprocess
 import time
@@ -30,6 +31,7 @@ class RedisServer:
         self.data_dir = data_dir
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)  # a test run cut short leaves no server behind
 
     @property
     def url(self) -> str:
@@ -52,6 +54,10 @@ class RedisServer:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Redis did not start; see {self.data_dir / 'redis.log'}")
             time.sleep(0.02)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
