@@ -13,10 +13,9 @@ from django.db import connection
 from django.db.models.functions import Now
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
 from chatrooms.tasks import reply_generate
-from chatrooms.tests.conftest import model_contents, stream_entries, system_instruction
+from chatrooms.tests.conftest import model_contents, system_instruction
 from chatrooms.tests.factories import ChatroomFactory, MessageFactory, UserFactory
 from testing.e2e import Stack, sse_parse, wait_until
 from testing.fake_gemini import FakeGemini, Reply
@@ -109,62 +108,6 @@ def test_a_message_sent_over_http_is_answered_by_the_worker(
     # A client arriving after the end gets the whole text at once.
     late = list(_events(client, room, first))
     assert late == [("delta", {"text": polled["content"]}), ("done", polled)]
-
-
-def test_a_reply_whose_worker_is_killed_completes_exactly_once(
-    e2e_stack: Stack, fake_gemini: FakeGemini, user
-):
-    e2e_stack.start_web()
-    doomed = e2e_stack.start_worker(name="doomed")
-    e2e_stack.wait_ready()
-    client = _client(e2e_stack, user)
-    room = ChatroomFactory.create(user=user).pk
-    full = " ".join(f"w{index}" for index in range(20))
-    fake_gemini.script(
-        Reply(text=full, chunks=20, chunk_delay=0.2),  # 4 s: killed a few chunks in
-        Reply(text=full, chunks=4),
-    )
-
-    reply_id = _send(client, room, "Tell me a long story")
-    wait_until(
-        lambda: streaming.redis_client().xlen(streaming.events_key(reply_id)) >= 3,
-        timeout=15,
-        what="the first chunks",
-        watch=[doomed],
-    )
-    doomed.kill()
-    assert Message.objects.get(pk=reply_id).status == Status.STREAMING
-
-    rescuer = e2e_stack.start_worker(name="rescuer", beat=True)
-    polled = _poll(client, room, reply_id, timeout=20)
-
-    assert polled["status"] == "completed"
-    assert polled["content"] == full
-    reply = Message.objects.get(pk=reply_id)
-    assert reply.attempts == 2
-    assert len(fake_gemini.requests) == 2
-    assert Message.objects.filter(chatroom_id=room, role="model").count() == 1
-    # Two more sweeps later, nothing has run again.
-    sweeps = rescuer.log().count("chatrooms.replies_sweep") + 4
-    wait_until(
-        lambda: rescuer.log().count("chatrooms.replies_sweep") >= sweeps,
-        timeout=10,
-        what="two more sweeps",
-    )
-    assert len(fake_gemini.requests) == 2
-    assert Message.objects.values("attempts", "content", "status").get(pk=reply_id) == {
-        "attempts": 2,
-        "content": full,
-        "status": "completed",
-    }
-    # The stream tells the story: attempt 1's chunks, a reset, attempt 2's text, done.
-    events = stream_entries(reply_id)
-    kinds = [(event["type"], event.get("attempt")) for event in events]
-    reset = kinds.index(("reset", "2"))
-    assert set(kinds[:reset]) == {("delta", "1")}
-    assert set(kinds[reset + 1 : -1]) == {("delta", "2")}
-    assert "".join(e["text"] for e in events[reset + 1 : -1]) == full
-    assert events[-1]["message"]["status"] == "completed"
 
 
 def test_the_sweep_recovers_a_reply_whose_broker_message_was_lost(
