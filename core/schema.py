@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 
@@ -22,7 +23,7 @@ class ErrorResponseSerializer(serializers.Serializer):
 
 
 _COMMON_ERRORS = {
-    "413": "Body over 1 MiB (`payload_too_large`).",
+    "413": f"Body over {settings.API_MAX_BODY_BYTES} bytes (`payload_too_large`).",
     "500": "Unexpected error (`server_error`); never a traceback.",
 }
 _BODY_ERRORS = {

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.validators import RegexValidator
 from rest_framework import serializers
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.api.fields import PhoneField
 from accounts.models import User
@@ -173,9 +174,18 @@ class CodeSentSerializer(serializers.Serializer):
     expires_in = serializers.IntegerField(help_text="Seconds the code stays valid.")
 
 
+def _lifetime(name: str) -> str:
+    seconds = int(getattr(jwt_settings, name).total_seconds())
+    return f"{seconds // 86400} days" if seconds % 86400 == 0 else f"{seconds // 60} minutes"
+
+
 class TokenPairSerializer(serializers.Serializer):
-    access = serializers.CharField(help_text="JWT for `Authorization: Bearer`, 15 minutes.")
-    refresh = serializers.CharField(help_text="Single-use refresh token, 7 days.")
+    access = serializers.CharField(
+        help_text=f"JWT for `Authorization: Bearer`, {_lifetime('ACCESS_TOKEN_LIFETIME')}."
+    )
+    refresh = serializers.CharField(
+        help_text=f"Single-use refresh token, {_lifetime('REFRESH_TOKEN_LIFETIME')}."
+    )
 
 
 class LoginResponseSerializer(TokenPairSerializer):

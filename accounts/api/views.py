@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -11,6 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import services
 from accounts.api import serializers as s
@@ -55,19 +57,21 @@ _RETRY_AFTER = OpenApiParameter(
 )
 _SEND_REFUSED = _error(
     "`otp_resend_too_soon`: a code was sent to this number for the same purpose less than "
-    "`OTP_RESEND_COOLDOWN_SECONDS` (60) ago. `otp_send_limit`: more than 5 codes for this "
-    "number, or 20 from this client IP, in the last hour. Both carry `Retry-After` and "
-    "`details.retry_after` (seconds)."
+    f"`OTP_RESEND_COOLDOWN_SECONDS` ({settings.OTP_RESEND_COOLDOWN_SECONDS}) ago. "
+    f"`otp_send_limit`: more than {settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR} codes for this "
+    f"number, or {settings.OTP_MAX_SENDS_PER_IP_PER_HOUR} from this client IP, in the last "
+    "hour. Both carry `Retry-After` and `details.retry_after` (seconds)."
 )
 _BAD_CODE = _error(
     "`validation_error` (field errors), `malformed_json`, `otp_invalid` (wrong code), or "
     "`otp_expired` (no active code: expired, already used, or never sent)."
 )
 _ATTEMPTS_EXCEEDED = _error(
-    "`otp_attempts_exceeded`: the 5th wrong try burns the code; every try after it gets this "
-    "until a new code is sent."
+    f"`otp_attempts_exceeded`: wrong try number {settings.OTP_MAX_ATTEMPTS} burns the code; "
+    "every try after it gets this until a new code is sent."
 )
 _AUTH_TAG = ["auth"]
+_ACCESS_MINUTES = int(jwt_settings.ACCESS_TOKEN_LIFETIME.total_seconds() // 60)
 
 
 class PublicView(APIView):
@@ -218,7 +222,7 @@ class LogoutView(APIView):
         summary="Log out",
         description="Blacklists the given refresh token. Logging out an already blacklisted "
         "token of yours is not an error. Access tokens stay valid until they expire "
-        "(15 minutes).",
+        f"({_ACCESS_MINUTES} minutes).",
         request=s.RefreshSerializer,
         responses={
             204: OpenApiResponse(description="Logged out."),
