@@ -57,6 +57,17 @@ from usage.services import usage_refund
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A failed reply's `error.message`, by its code: our own words. The model vendor's (which may
+# name its internals, quotas or keys) go to the log with the HTTP status, never to a user.
+FAILURE_MESSAGES = {
+    "ai_unavailable": "The model is unavailable right now; please try again later.",
+    "ai_error": "The model could not answer this request.",
+    "ai_timeout": "The model took too long to answer.",
+    "empty_reply": "The model returned an empty reply.",
+    "worker_unavailable": "No worker was available to generate this reply; "
+    "its prompt was given back.",
+}
+
 # Enough turns to fill any sensible AI_CONTEXT_TOKENS; context_fit picks the ones that fit.
 HISTORY_MAX_MESSAGES = 200
 SWEEP_BATCH = 500
@@ -107,12 +118,8 @@ def reply_attempt(*, reply_id: int) -> float | None:
     model = get_model()
     if claim.attempt > _max_attempts():
         # Workers keep dying on this reply (or its retries were lost): stop trying.
-        outcome = Outcome(
-            Ending.FAILED,
-            "",
-            error_code="ai_unavailable",
-            error_message=f"The reply could not be generated in {_max_attempts()} attempts.",
-        )
+        logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
+        outcome = Outcome(Ending.FAILED, "", error_code="ai_unavailable")
     else:
         if claim.attempt > 1:
             _publish(streaming.stream_reset_publish, reply_id=reply_id, attempt=claim.attempt)
@@ -240,7 +247,7 @@ class Outcome:
     text: str
     finish: Finish | None = None
     error_code: str = ""
-    error_message: str = ""
+    block_reason: str = ""
 
 
 def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
@@ -264,12 +271,7 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
                 if isinstance(item, Finish):
                     text = "".join(parts)
                     if not text.strip():  # whitespace alone is no answer either
-                        return Outcome(
-                            Ending.FAILED,
-                            text,
-                            error_code="empty_reply",
-                            error_message="The model returned an empty reply.",
-                        )
+                        return Outcome(Ending.FAILED, text, error_code="empty_reply")
                     return Outcome(Ending.COMPLETED, text, finish=item)
                 if not isinstance(item, TextDelta) or not item.text:
                     continue
@@ -298,24 +300,25 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
         # A model that ends without a Finish broke its protocol: treat it as a cut stream.
         raise AiError("The model's stream ended early.", retryable=True)
     except AiBlocked as exc:
-        return Outcome(Ending.BLOCKED, "".join(parts), error_message=exc.reason)
+        return Outcome(Ending.BLOCKED, "".join(parts), block_reason=exc.reason)
     except AiError as exc:
+        logger.warning(
+            "Reply %s attempt %s: %s (HTTP status %s)",
+            claim.reply_id,
+            claim.attempt,
+            exc.detail,
+            exc.status,
+        )
         if exc.retryable and claim.attempt < _max_attempts():
-            logger.warning("Reply %s attempt %s: %s", claim.reply_id, claim.attempt, exc.message)
             return Outcome(Ending.RETRY, "".join(parts))
-        code = "ai_unavailable" if exc.retryable else "ai_error"
-        return Outcome(Ending.FAILED, "".join(parts), error_code=code, error_message=exc.message)
+        code = "ai_unavailable" if exc.retryable else exc.code
+        return Outcome(Ending.FAILED, "".join(parts), error_code=code)
     except SoftTimeLimitExceeded:
         return _timed_out(parts)
     except Exception:
         # A bug, not an outage: fail now (and give the prompt back) rather than retry it.
         logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
-        return Outcome(
-            Ending.FAILED,
-            "".join(parts),
-            error_code="ai_error",
-            error_message="The reply could not be generated.",
-        )
+        return Outcome(Ending.FAILED, "".join(parts), error_code="ai_error")
 
 
 def _lease_renew(claim: Claim) -> bool | None:
@@ -342,12 +345,7 @@ def _closing(stream: Iterator[StreamItem]) -> Iterator[Iterator[StreamItem]]:
 
 
 def _timed_out(parts: list[str]) -> Outcome:
-    return Outcome(
-        Ending.FAILED,
-        "".join(parts),
-        error_code="ai_timeout",
-        error_message="The model took too long to answer.",
-    )
+    return Outcome(Ending.FAILED, "".join(parts), error_code="ai_timeout")
 
 
 def _publish(publish: Callable[..., None], **kwargs: Any) -> None:
@@ -376,16 +374,10 @@ def _record(
         assert outcome.finish is not None
         reply = reply_complete(claim=claim, text=text, finish=outcome.finish, model_name=model_name)
     elif outcome.ending is Ending.FAILED:
-        reply = reply_fail(
-            claim=claim,
-            text=text,
-            code=outcome.error_code,
-            message=outcome.error_message,
-            model_name=model_name,
-        )
+        reply = reply_fail(claim=claim, text=text, code=outcome.error_code, model_name=model_name)
     elif outcome.ending is Ending.BLOCKED:
         reply = reply_block(
-            claim=claim, text=text, reason=outcome.error_message, model_name=model_name
+            claim=claim, text=text, reason=outcome.block_reason, model_name=model_name
         )
     elif outcome.ending is Ending.RETRY:
         delay = retry_delay(claim.attempt)
@@ -413,16 +405,15 @@ def reply_complete(*, claim: Claim, text: str, finish: Finish, model_name: str) 
     return _reload(claim) if written else None
 
 
-def reply_fail(
-    *, claim: Claim, text: str, code: str, message: str, model_name: str
-) -> Message | None:
-    """The reply ends `failed` and its prompt is given back, in one transaction."""
+def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Message | None:
+    """The reply ends `failed` (`code`, a key of FAILURE_MESSAGES) and its prompt is given
+    back, in one transaction."""
     with transaction.atomic():
         written = _fenced(claim).update(
             status=Status.FAILED,
             content=text,
             error_code=code,
-            error_message=message,
+            error_message=FAILURE_MESSAGES[code],
             model_name=model_name,
             completed_at=Now(),
             lease_expires_at=None,
@@ -537,8 +528,7 @@ def reply_abandoned_settle(*, reply_id: int) -> Message | None:
             .update(
                 status=Status.FAILED,
                 error_code="worker_unavailable",
-                error_message="No worker was available to generate this reply; "
-                "its prompt was given back.",
+                error_message=FAILURE_MESSAGES["worker_unavailable"],
                 completed_at=Now(),
                 lease_expires_at=None,
                 updated_at=Now(),

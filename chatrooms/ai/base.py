@@ -39,15 +39,27 @@ StreamItem = TextDelta | Finish
 
 
 class AiError(Exception):
-    """A call to the model failed. `retryable` for 429, 5xx and timeouts."""
+    """A call to the model failed. `retryable` for 429, 5xx and timeouts.
+
+    `detail` says what went wrong, for the logs: it may quote the vendor's answer, so it is
+    never shown to a user (a failed reply says why in our own words)."""
 
     code = "ai_error"
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, detail: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
         self.retryable = retryable
         self.status = status
+
+
+class AiEmptyReply(AiError):
+    """The model finished without any text."""
+
+    code = "empty_reply"
+
+    def __init__(self, detail: str = "The model returned an empty reply.") -> None:
+        super().__init__(detail, retryable=False)
 
 
 class AiBlocked(Exception):

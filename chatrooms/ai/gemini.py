@@ -10,16 +10,19 @@ Vendor errors become ours here:
   (finish reason SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII...)
   -> AiBlocked(reason). A reply stopped mid-way raises after the text that came before,
   which the caller has already seen as TextDelta items;
-- a stream that finishes with no text at all -> AiError("The model returned an empty
-  reply.", retryable=False): an empty reply is never a normal completion.
+- a stream that finishes with no text at all -> AiEmptyReply: an empty reply is never a
+  normal completion.
 
-Messages are meant to be shown and logged; they never contain the API key.
+An error's `detail` quotes Gemini's own message for the logs (never with the API key); the
+users see our words only. A block reason reaches them only when it looks like one of
+Gemini's codes (`SAFETY`), else as `OTHER`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Generator, Iterator
 from typing import Any, cast
@@ -29,7 +32,15 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from chatrooms.ai.base import AiBlocked, AiError, Finish, StreamItem, TextDelta, Turn
+from chatrooms.ai.base import (
+    AiBlocked,
+    AiEmptyReply,
+    AiError,
+    Finish,
+    StreamItem,
+    TextDelta,
+    Turn,
+)
 from chatrooms.ai.context import estimate_tokens
 
 try:  # google-genai uses httpx2 unless told otherwise; httpx is only a dev dependency.
@@ -52,7 +63,8 @@ BLOCKING_FINISH_REASONS = frozenset(
     }
 )
 RETRYABLE_STATUSES = frozenset({408, 429})
-EMPTY_REPLY_MESSAGE = "The model returned an empty reply."
+# What a block reason of Gemini's looks like; anything else is the vendor's prose.
+_REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 # One connection per concurrent stream: the worker runs many threads on one client.
 _MAX_KEEPALIVE_CONNECTIONS = 256
@@ -130,7 +142,7 @@ class GeminiModel:
             for response in responses:
                 feedback = response.prompt_feedback
                 if feedback is not None and feedback.block_reason:
-                    raise AiBlocked(_enum_name(feedback.block_reason))
+                    raise AiBlocked(_reason_code(feedback.block_reason))
                 usage = response.usage_metadata
                 if usage is not None:
                     prompt_tokens = usage.prompt_token_count or prompt_tokens
@@ -144,14 +156,14 @@ class GeminiModel:
                         got_text = True
                         yield TextDelta(part.text)
                 if candidate.finish_reason:
-                    finish_reason = _enum_name(candidate.finish_reason)
+                    finish_reason = _reason_code(candidate.finish_reason)
                     if finish_reason in BLOCKING_FINISH_REASONS:
                         raise AiBlocked(finish_reason)
 
         if finish_reason is None:
             raise AiError("Gemini's reply stream ended before the model finished.", retryable=True)
         if not got_text:
-            raise AiError(EMPTY_REPLY_MESSAGE, retryable=False)
+            raise AiEmptyReply()
         yield Finish(
             finish_reason=finish_reason, prompt_tokens=prompt_tokens, output_tokens=output_tokens
         )
@@ -185,10 +197,9 @@ class GeminiModel:
     def _api_error(self, exc: genai_errors.APIError) -> AiError:
         status = int(exc.code or 0)
         retryable = status in RETRYABLE_STATUSES or status >= 500
-        detail = exc.message or "no details"
         label = f"HTTP {status} {exc.status}" if exc.status else f"HTTP {status}"
-        message = self._scrub(f"Gemini answered {label}: {detail}")
-        return AiError(message, retryable=retryable, status=status or None)
+        detail = self._scrub(f"Gemini answered {label}: {exc.message or 'no details'}")
+        return AiError(detail, retryable=retryable, status=status or None)
 
     def _scrub(self, text: str) -> str:
         for secret in {self._api_key, self._api_key.strip()}:
@@ -197,6 +208,7 @@ class GeminiModel:
         return text
 
 
-def _enum_name(value: Any) -> str:
-    """`FinishReason.SAFETY` and plain strings alike -> "SAFETY"."""
-    return str(getattr(value, "value", value))
+def _reason_code(value: Any) -> str:
+    """`FinishReason.SAFETY` and plain strings alike -> "SAFETY"; prose -> "OTHER"."""
+    name = str(getattr(value, "value", value))
+    return name if _REASON_CODE.fullmatch(name) else "OTHER"

@@ -9,8 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chatrooms.ai.base import AiBlocked, AiError, AiModel, Finish, StreamItem, TextDelta, Turn
-from chatrooms.ai.gemini import EMPTY_REPLY_MESSAGE, GeminiModel
+from chatrooms.ai.base import (
+    AiBlocked,
+    AiEmptyReply,
+    AiError,
+    AiModel,
+    Finish,
+    StreamItem,
+    TextDelta,
+    Turn,
+)
+from chatrooms.ai.gemini import GeminiModel
 from chatrooms.ai.registry import get_model
 from testing.fake_gemini import FakeGemini, Reply
 
@@ -205,8 +214,8 @@ def test_a_bad_request_is_not_retryable_and_says_why(model, fake):
     assert isinstance(error, AiError)
     assert error.retryable is False
     assert error.status == 400
-    assert "Invalid value at 'contents[0].role'." in error.message
-    assert "400" in error.message
+    assert "Invalid value at 'contents[0].role'." in error.detail
+    assert "400" in error.detail
 
 
 def test_a_wrong_api_key_is_not_retryable_and_never_appears_in_the_error(fake, settings):
@@ -217,8 +226,8 @@ def test_a_wrong_api_key_is_not_retryable_and_never_appears_in_the_error(fake, s
 
     assert isinstance(error, AiError)
     assert error.retryable is False
-    assert "API key not valid" in error.message
-    assert secret not in error.message
+    assert "API key not valid" in error.detail
+    assert secret not in error.detail
     assert secret not in str(error)
 
 
@@ -228,8 +237,8 @@ def test_the_api_key_is_scrubbed_even_when_the_server_echoes_it(model, fake):
     _, error = collect_until_error(model)
 
     assert isinstance(error, AiError)
-    assert fake.api_key not in error.message
-    assert "[redacted]" in error.message
+    assert fake.api_key not in error.detail
+    assert "[redacted]" in error.detail
 
 
 def test_a_server_that_hangs_is_a_retryable_timeout(fake, settings):
@@ -241,7 +250,7 @@ def test_a_server_that_hangs_is_a_retryable_timeout(fake, settings):
 
     assert isinstance(error, AiError)
     assert error.retryable is True
-    assert "did not answer within 0.5 s" in error.message
+    assert "did not answer within 0.5 s" in error.detail
     assert time.monotonic() - started < 5
 
 
@@ -335,7 +344,8 @@ def test_an_empty_reply_is_an_error_not_a_completion(model, fake, finish_reason)
     assert items == []
     assert isinstance(error, AiError)
     assert error.retryable is False
-    assert error.message == EMPTY_REPLY_MESSAGE
+    assert isinstance(error, AiEmptyReply)
+    assert error.code == "empty_reply"
 
 
 # --- the client is shared ------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_retries_exhausted_fail_the_reply_and_refund_the_prompt(
 
     assert reply.status == Status.FAILED
     assert reply.error_code == "ai_unavailable"
-    assert "503" in reply.error_message
+    assert reply.error_message == "The model is unavailable right now; please try again later."
     assert reply.completed_at is not None
     assert len(fake_gemini.requests) == 3
     assert counted(pipeline_user.pk) == 0
@@ -165,9 +165,52 @@ def test_a_non_retryable_error_fails_at_once(fake_gemini, make_exchange, counted
 
     assert reply.status == Status.FAILED
     assert reply.error_code == "ai_error"
-    assert "invalid argument" in reply.error_message
+    assert reply.error_message == "The model could not answer this request."
     assert len(fake_gemini.requests) == 1
     assert counted(pipeline_user.pk) == 0
+
+
+VENDOR_WORDS = "Quota project qp-7731 exceeded for key AIza...; see go/vendor-internal"
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "status"),
+    [
+        ([Reply(status=400, message=VENDOR_WORDS)], "ai_error", "400"),
+        ([Reply(status=429, message=VENDOR_WORDS)] * 2, "ai_unavailable", "429"),
+        (
+            [Reply(text="Half an", status=403, message=VENDOR_WORDS, error_after_chunks=1)],
+            "ai_error",
+            "403",
+        ),
+    ],
+    ids=["refused", "retries exhausted", "mid-stream"],
+)
+def test_the_vendors_error_text_is_logged_never_shown(
+    fake_gemini, make_exchange, settings, caplog, published, script, code, status
+):
+    settings.AI_MAX_RETRIES = 1
+    fake_gemini.script(*script)
+    reply = _run(make_exchange())
+
+    assert (reply.status, reply.error_code) == (Status.FAILED, code)
+    done = published(reply.pk)[-1]["message"]
+    assert done["error"] == {"code": code, "message": reply.error_message}
+    for shown in (reply.error_message, str(done)):
+        assert "qp-7731" not in shown
+        assert "vendor" not in shown.lower()
+    logged = [r.getMessage() for r in caplog.records if "qp-7731" in r.getMessage()]
+    assert logged, "the vendor's words are logged"
+    assert all(status in line for line in logged)
+
+
+@pytest.mark.filterwarnings("ignore:.*is not a valid BlockedReason:UserWarning")  # the SDK's
+def test_a_block_reason_that_is_not_a_plain_code_is_not_shown(fake_gemini, make_exchange):
+    fake_gemini.script(Reply(block_reason="Vendor words: see go/vendor-internal"))
+    reply = _run(make_exchange())
+
+    assert (reply.status, reply.error_code) == (Status.BLOCKED, "blocked")
+    assert reply.error_message == "The model's safety filters blocked this reply (OTHER)."
 
 
 @pytest.mark.parametrize("text", ["", "  \n "])
@@ -254,10 +297,7 @@ def test_an_expired_lease_is_taken_over_and_the_stale_worker_cannot_write(
         replies.reply_complete(claim=stale, text="Stale text", finish=_finish(), model_name="x")
         is None
     )
-    assert (
-        replies.reply_fail(claim=stale, text="", code="ai_error", message="late", model_name="x")
-        is None
-    )
+    assert replies.reply_fail(claim=stale, text="", code="ai_error", model_name="x") is None
     assert not replies.reply_retry_later(claim=stale, delay_seconds=1)
     assert replies.reply_cancel_settle(claim=stale, text="Stale", model_name="x") is None
     reply.refresh_from_db()
@@ -278,7 +318,7 @@ def test_while_a_newer_attempt_streams_the_stale_one_cannot_write(make_exchange,
     assert (
         replies.reply_complete(claim=stale, text="Stale", finish=_finish(), model_name="x") is None
     )
-    assert replies.reply_fail(claim=stale, text="", code="e", message="m", model_name="x") is None
+    assert replies.reply_fail(claim=stale, text="", code="ai_error", model_name="x") is None
     assert replies.reply_block(claim=stale, text="", reason="SAFETY", model_name="x") is None
     assert not replies.reply_retry_later(claim=stale, delay_seconds=1)
     reply.refresh_from_db()
