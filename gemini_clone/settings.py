@@ -235,6 +235,9 @@ GEMINI_MODEL = env_str("GEMINI_MODEL", "gemini-2.5-flash")
 GEMINI_BASE_URL = env_str("GEMINI_BASE_URL")
 GEMINI_TIMEOUT_SECONDS = env_int("GEMINI_TIMEOUT_SECONDS", 60)
 AI_CONTEXT_TOKENS = env_int("AI_CONTEXT_TOKENS", 8000)
+# The longest reply the model may write, in tokens (Gemini's max_output_tokens): one prompt
+# has a bounded cost. A reply cut there completes with the text it has.
+AI_MAX_OUTPUT_TOKENS = env_int("AI_MAX_OUTPUT_TOKENS", 2048)
 OFFLINE_MODEL_CHUNK_DELAY_MS = env_int("OFFLINE_MODEL_CHUNK_DELAY_MS", 30)
 AI_MAX_RETRIES = env_int("AI_MAX_RETRIES", 3)
 AI_RETRY_BACKOFF_SECONDS = env_int("AI_RETRY_BACKOFF_SECONDS", 2)

@@ -83,12 +83,19 @@ class GeminiModel:
     """The AiModel protocol on Gemini's streaming API."""
 
     def __init__(
-        self, *, api_key: str, model: str, base_url: str = "", timeout_seconds: float
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str = "",
+        timeout_seconds: float,
+        max_output_tokens: int,
     ) -> None:
         self.name = model
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_seconds = timeout_seconds
+        self._max_output_tokens = max_output_tokens
         self._client: genai.Client | None = None
         self._client_pid = 0
         self._client_lock = threading.Lock()
@@ -118,6 +125,8 @@ class GeminiModel:
         config = types.GenerateContentConfig(
             # Gemini rejects empty text parts, so an empty system prompt is not sent at all.
             system_instruction=system_prompt if system_prompt.strip() else None,
+            # Gemini stops there with finish reason MAX_TOKENS: a cut reply, still an answer.
+            max_output_tokens=self._max_output_tokens,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             # Continuation would re-send requests behind our back; retries are the task's job.
             automatic_continuation=False,

@@ -20,6 +20,7 @@ def _settings_key() -> tuple[object, ...]:
         settings.GEMINI_MODEL,
         settings.GEMINI_BASE_URL,
         settings.GEMINI_TIMEOUT_SECONDS,
+        settings.AI_MAX_OUTPUT_TOKENS,
         settings.OFFLINE_MODEL_CHUNK_DELAY_MS,
     )
 
@@ -46,5 +47,6 @@ def _build() -> AiModel:
             model=settings.GEMINI_MODEL,
             base_url=settings.GEMINI_BASE_URL,
             timeout_seconds=settings.GEMINI_TIMEOUT_SECONDS,
+            max_output_tokens=settings.AI_MAX_OUTPUT_TOKENS,
         )
     return OfflineModel()

@@ -158,6 +158,15 @@ def test_history_reaches_gemini_in_order_with_its_roles(model, fake):
     ]
 
 
+def test_the_reply_length_is_bounded_by_the_setting(fake, settings):
+    settings.AI_MAX_OUTPUT_TOKENS = 321
+    fake.script(Reply(text="Rome."))
+
+    run(get_model())
+
+    assert fake.requests[-1]["body"]["generationConfig"]["maxOutputTokens"] == 321
+
+
 def test_the_configured_model_name_is_used(fake, settings):
     settings.GEMINI_MODEL = "gemini-2.5-pro"
     fake.script(Reply(text="Rome."))

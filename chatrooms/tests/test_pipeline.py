@@ -56,6 +56,23 @@ def test_reply_completes_with_text_tokens_and_model(fake_gemini, make_exchange, 
     assert events[-1]["message"]["content"] == reply.content
 
 
+def test_the_model_is_asked_for_at_most_the_configured_output(fake_gemini, make_exchange, settings):
+    _run(make_exchange())
+    config = fake_gemini.requests[-1]["body"]["generationConfig"]
+    assert config["maxOutputTokens"] == settings.AI_MAX_OUTPUT_TOKENS > 0
+
+
+def test_a_reply_cut_at_the_output_bound_completes_with_its_text(
+    fake_gemini, make_exchange, counted, pipeline_user
+):
+    fake_gemini.script(Reply(text="A long answer that was cut", finish_reason="MAX_TOKENS"))
+    reply = _run(make_exchange())
+
+    assert (reply.status, reply.content) == (Status.COMPLETED, "A long answer that was cut")
+    assert reply.error_code == ""
+    assert counted(pipeline_user.pk) == 1
+
+
 def test_history_and_system_prompt_reach_the_model(fake_gemini, make_exchange, pipeline_chatroom):
     fake_gemini.script(Reply(text="A particle of light."), Reply(text="Yes, massless."))
     _run(make_exchange("What is a photon?"))
