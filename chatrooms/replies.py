@@ -316,7 +316,7 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
     except SoftTimeLimitExceeded:
         return _timed_out(parts)
     except Exception:
-        # A bug, not an outage: fail now (and give the prompt back) rather than retry it.
+        # A bug, not an outage: fail now rather than retry it.
         logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
         return Outcome(Ending.FAILED, "".join(parts), error_code="ai_error")
 
@@ -406,8 +406,12 @@ def reply_complete(*, claim: Claim, text: str, finish: Finish, model_name: str) 
 
 
 def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Message | None:
-    """The reply ends `failed` (`code`, a key of FAILURE_MESSAGES) and its prompt is given
-    back, in one transaction."""
+    """The reply ends `failed` (`code`, a key of FAILURE_MESSAGES), keeping `text`.
+
+    Its prompt is given back in the same transaction only when the user got nothing of value
+    (no text but whitespace): a reply that fails after text was streamed keeps its text and
+    its count, so a prompt is never both refunded and answered.
+    """
     with transaction.atomic():
         written = _fenced(claim).update(
             status=Status.FAILED,
@@ -419,7 +423,7 @@ def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Messag
             lease_expires_at=None,
             updated_at=Now(),
         )
-        if written and claim.usage_day is not None:
+        if written and claim.usage_day is not None and not text.strip():
             usage_refund(user_id=claim.user_id, day=claim.usage_day)
     return _reload(claim) if written else None
 

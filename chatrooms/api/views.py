@@ -224,7 +224,10 @@ class MessageSendView(APIView):
         summary="Send a message; the reply is generated in the background",
         description=(
             "Stores the message and a `pending` reply, counts one prompt against the daily "
-            "limit and answers 202 at once; poll the reply or read its stream."
+            "limit and answers 202 at once; poll the reply or read its stream. A reply that "
+            "ends `failed` with nothing delivered gives its prompt back; one that fails after "
+            "text was streamed keeps its text and its count: a prompt is never both refunded "
+            "and answered."
         ),
         parameters=[_IDEMPOTENCY_KEY, *_RATE_LIMIT_HEADERS],
         request=s.MessageSendSerializer,
