@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,9 @@ FAILURE_MESSAGES = {
     "worker_unavailable": "No worker was available to generate this reply; "
     "its prompt was given back.",
 }
+
+# What PostgreSQL cannot store in text: NUL, and (from JSON's \ud83d escapes) lone surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # Enough turns to fill any sensible AI_CONTEXT_TOKENS; context_fit picks the ones that fit.
 HISTORY_MAX_MESSAGES = 200
@@ -273,13 +277,16 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
                     if not text.strip():  # whitespace alone is no answer either
                         return Outcome(Ending.FAILED, text, error_code="empty_reply")
                     return Outcome(Ending.COMPLETED, text, finish=item)
-                if not isinstance(item, TextDelta) or not item.text:
+                if not isinstance(item, TextDelta):
                     continue
-                parts.append(item.text)
+                chunk = _storable(item.text)
+                if not chunk:
+                    continue
+                parts.append(chunk)
                 if publishing:
                     try:
                         if streaming.stream_delta_publish(
-                            reply_id=claim.reply_id, attempt=claim.attempt, text=item.text
+                            reply_id=claim.reply_id, attempt=claim.attempt, text=chunk
                         ):
                             return Outcome(Ending.STOPPED, "".join(parts))
                     except RedisError:
@@ -319,6 +326,14 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
         # A bug, not an outage: fail now rather than retry it.
         logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
         return Outcome(Ending.FAILED, "".join(parts), error_code="ai_error")
+
+
+def _storable(text: str) -> str:
+    """`text` as the database can store it (and as followers see it): NUL characters
+    removed, lone surrogates replaced by U+FFFD."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
 def _lease_renew(claim: Claim) -> bool | None:
