@@ -17,11 +17,17 @@ While a reply is `pending` after a failed attempt, `lease_expires_at` holds the 
 retry, so the sweep does not run it before its backoff is over. Times come from the database
 clock, the one clock every worker and web process shares.
 
+The process's keeper thread (`chatrooms.keeper`) renews the leases of all the replies the
+process is generating in one UPDATE every third of a lease, and fails a reply at its deadline
+(REPLY_TIME_LIMIT_SECONDS) with the text published so far; neither waits for a chunk, so a
+model that keeps a thread waiting cannot outlive the lease nor the deadline. The generating
+thread stops at its next chunk, and its own final write is refused by the fence.
+
 A worker thread holds a database connection only around its claim, its reading of the history
 and its final write (`core.db`); while the model streams, each chunk costs one Redis round
-trip (publish it, read the cancel flag) and no database write. PostgreSQL restarting or down
-does not lose a reply: once claimed, its database steps are tried again until the database
-answers, for as long as the lease would last.
+trip (a script that publishes it unless the reply was canceled) and no database write.
+PostgreSQL restarting or down does not lose a reply: once claimed, its database steps are
+tried again until the database answers, for as long as the lease would last.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ import datetime as dt
 import enum
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +44,7 @@ from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -49,9 +54,10 @@ from chatrooms import streaming
 from chatrooms.ai.base import AiBlocked, AiError, AiModel, Finish, StreamItem, TextDelta, Turn
 from chatrooms.ai.context import context_fit
 from chatrooms.ai.registry import get_model
+from chatrooms.keeper import Generation, LeaseKeeper
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import message_payload
-from core.db import DB_RETRY_SECONDS, db_patiently, db_session
+from core.db import db_connection_release, db_patiently, db_session
 from core.workers import workers_live
 from usage.services import usage_refund
 
@@ -113,33 +119,37 @@ def reply_attempt(*, reply_id: int) -> float | None:
 
     Raises OperationalError when PostgreSQL does not answer before the claim (nothing is
     lost: the caller tries again later)."""
+    model = get_model()
     with db_session():
-        claim = reply_claim(reply_id=reply_id)
+        claim = reply_claim(reply_id=reply_id, model_name=model.name)
     if claim is None:
         logger.info("Reply %s: nothing to do (finished, or another worker has it)", reply_id)
         return None
-    history = _patiently(lambda: reply_history(claim=claim), claim=claim)
-    model = get_model()
-    if claim.attempt > _max_attempts():
-        # Workers keep dying on this reply (or its retries were lost): stop trying.
-        logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
-        outcome = Outcome(Ending.FAILED, "", error_code="ai_unavailable")
-    else:
-        if claim.attempt > 1:
-            _publish(streaming.stream_reset_publish, reply_id=reply_id, attempt=claim.attempt)
-        turns = context_fit(
-            turns=history,
-            budget_tokens=settings.AI_CONTEXT_TOKENS,
-            count_tokens=model.count_tokens,
-            system_prompt=claim.system_prompt,
-        )
-        outcome = _generate(model=model, claim=claim, turns=turns)
-    reply, delay = _patiently(
-        lambda: _record(outcome=outcome, claim=claim, model_name=model.name), claim=claim
-    )
+    # From here the keeper renews the lease, through the final write and its retries.
+    with _keeper.hold(claim, seconds=settings.REPLY_TIME_LIMIT_SECONDS) as generation:
+        history = _patiently(lambda: reply_history(claim=claim), claim=claim)
+        if claim.attempt > _max_attempts():
+            # Workers keep dying on this reply (or its retries were lost): stop trying.
+            logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
+            outcome = Outcome(Ending.FAILED, "", error_code="ai_unavailable")
+        else:
+            if claim.attempt > 1:
+                _publish(streaming.stream_reset_publish, reply_id=reply_id, attempt=claim.attempt)
+            turns = context_fit(
+                turns=history,
+                budget_tokens=settings.AI_CONTEXT_TOKENS,
+                count_tokens=model.count_tokens,
+                system_prompt=claim.system_prompt,
+            )
+            outcome = _generate(model=model, claim=claim, turns=turns, generation=generation)
+        reply, delay = _patiently(lambda: _record(outcome=outcome, claim=claim), claim=claim)
     if reply is not None:
         reply_done_announce(reply=reply)
         logger.info("Reply %s: %s (attempt %s)", reply_id, reply.status, claim.attempt)
+    elif outcome.ending is Ending.STOPPED:
+        logger.info(
+            "Reply %s attempt %s: stopped (%s)", reply_id, claim.attempt, generation.stopped
+        )
     return delay
 
 
@@ -165,7 +175,7 @@ def _max_attempts() -> int:
 _CLAIM_SQL = f"""
     UPDATE {Message._meta.db_table} AS m
     SET status = %(streaming)s, attempts = m.attempts + 1, updated_at = now(),
-        lease_expires_at = now() + make_interval(secs => %(lease)s)
+        lease_expires_at = now() + make_interval(secs => %(lease)s), model_name = %(model_name)s
     FROM {Chatroom._meta.db_table} AS c
     WHERE m.id = %(id)s AND m.role = %(model)s AND c.id = m.chatroom_id
       AND (m.status = %(pending)s OR (m.status = %(streaming)s AND m.lease_expires_at < now()))
@@ -173,8 +183,9 @@ _CLAIM_SQL = f"""
 """  # noqa: S608 (table names are ours, values are parameters)
 
 
-def reply_claim(*, reply_id: int) -> Claim | None:
-    """Take ownership of a reply that is pending, or streaming under a lease that ran out.
+def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
+    """Take ownership of a reply that is pending, or streaming under a lease that ran out, to
+    generate it with the model `model_name`.
 
     One conditional UPDATE, so two workers can never both win. None: the reply is finished,
     gone, or owned by a live worker, and there is nothing to do.
@@ -188,6 +199,7 @@ def reply_claim(*, reply_id: int) -> Claim | None:
                 "pending": Status.PENDING,
                 "streaming": Status.STREAMING,
                 "lease": settings.REPLY_LEASE_SECONDS,
+                "model_name": model_name,
             },
         )
         row = cursor.fetchone()
@@ -226,12 +238,30 @@ def reply_history(*, claim: Claim) -> list[Turn]:
     return turns
 
 
-def reply_lease_renew(*, claim: Claim) -> bool:
-    """Extend the lease. False: the reply is no longer this attempt's (canceled or taken)."""
-    renewed = _fenced(claim).update(
-        lease_expires_at=_lease_end(settings.REPLY_LEASE_SECONDS), updated_at=Now()
-    )
-    return renewed == 1
+_RENEW_SQL = f"""
+    UPDATE {Message._meta.db_table} AS m
+    SET lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS held(id, attempt)
+    WHERE m.id = held.id AND m.attempts = held.attempt AND m.status = %(streaming)s
+    RETURNING m.id, m.attempts
+"""  # noqa: S608 (the table name is ours, values are parameters)
+
+
+def reply_leases_renew(*, claims: list[Claim]) -> set[Claim]:
+    """Extend the leases of these claims, in one statement. Returns the claims still held;
+    the others' replies are no longer theirs (canceled, or taken after a lapse)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RENEW_SQL,
+            {
+                "lease": settings.REPLY_LEASE_SECONDS,
+                "ids": [claim.reply_id for claim in claims],
+                "attempts": [claim.attempt for claim in claims],
+                "streaming": Status.STREAMING,
+            },
+        )
+        renewed = set(cursor.fetchall())
+    return {claim for claim in claims if (claim.reply_id, claim.attempt) in renewed}
 
 
 # --- Generate: stream from the model, publish each chunk ---------------------------------------
@@ -254,60 +284,39 @@ class Outcome:
     block_reason: str = ""
 
 
-def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
-    """Stream from the model and publish each chunk; no database connection is held."""
-    parts: list[str] = []
-    # Renewed only as chunks arrive, and the next one may take up to the model's timeout:
-    # renew early enough that a slow chunk still lands inside the lease.
-    renew_every = max(
-        1.0,
-        min(
-            settings.REPLY_LEASE_SECONDS / 3,
-            (settings.REPLY_LEASE_SECONDS - settings.GEMINI_TIMEOUT_SECONDS) / 2,
-        ),
-    )
-    renew_at = time.monotonic() + renew_every
-    deadline = time.monotonic() + settings.REPLY_TIME_LIMIT_SECONDS
-    publishing = True
+def _generate(
+    *, model: AiModel, claim: Claim, turns: list[Turn], generation: Generation[Claim]
+) -> Outcome:
+    """Stream from the model and publish each chunk; no database connection is held. The
+    keeper renews the lease meanwhile, and may stop the generation first (its deadline, a
+    lost lease): then the outcome is STOPPED, and the reply's end is written elsewhere."""
+    outcome = _stream(model=model, claim=claim, turns=turns, generation=generation)
+    if outcome.ending is not Ending.STOPPED and not generation.end():
+        return Outcome(Ending.STOPPED, generation.text)
+    return outcome
+
+
+def _stream(
+    *, model: AiModel, claim: Claim, turns: list[Turn], generation: Generation[Claim]
+) -> Outcome:
+    publish = _DeltaPublisher(claim)
     try:
         with _closing(model.stream(system_prompt=claim.system_prompt, turns=turns)) as items:
             for item in items:
                 if isinstance(item, Finish):
-                    text = "".join(parts)
+                    text = generation.text
                     if not text.strip():  # whitespace alone is no answer either
                         return Outcome(Ending.FAILED, text, error_code="empty_reply")
                     return Outcome(Ending.COMPLETED, text, finish=item)
                 if not isinstance(item, TextDelta):
                     continue
                 chunk = _storable(item.text)
-                if not chunk:
-                    continue
-                parts.append(chunk)
-                if publishing:
-                    try:
-                        if streaming.stream_delta_publish(
-                            reply_id=claim.reply_id, attempt=claim.attempt, text=chunk
-                        ):
-                            return Outcome(Ending.STOPPED, "".join(parts))
-                    except RedisError:
-                        # Keep generating: followers catch up from the database at the end.
-                        logger.warning("Reply %s: cannot publish chunks", claim.reply_id)
-                        publishing = False
-                now = time.monotonic()
-                if now >= deadline:
-                    return _timed_out(parts)
-                if now >= renew_at:
-                    renewed = _lease_renew(claim)
-                    if renewed is False:
-                        return Outcome(Ending.STOPPED, "".join(parts))
-                    # Not renewed (None): the database did not answer; the lease runs a while
-                    # yet, so the model goes on and a later chunk tries again.
-                    pause = renew_every if renewed else DB_RETRY_SECONDS
-                    renew_at = time.monotonic() + pause
+                if chunk and not generation.extend(chunk, publish=publish):
+                    return Outcome(Ending.STOPPED, generation.text)
         # A model that ends without a Finish broke its protocol: treat it as a cut stream.
         raise AiError("The model's stream ended early.", retryable=True)
     except AiBlocked as exc:
-        return Outcome(Ending.BLOCKED, "".join(parts), block_reason=exc.reason)
+        return Outcome(Ending.BLOCKED, generation.text, block_reason=exc.reason)
     except AiError as exc:
         logger.warning(
             "Reply %s attempt %s: %s (HTTP status %s)",
@@ -317,15 +326,38 @@ def _generate(*, model: AiModel, claim: Claim, turns: list[Turn]) -> Outcome:
             exc.status,
         )
         if exc.retryable and claim.attempt < _max_attempts():
-            return Outcome(Ending.RETRY, "".join(parts))
+            return Outcome(Ending.RETRY, generation.text)
         code = "ai_unavailable" if exc.retryable else exc.code
-        return Outcome(Ending.FAILED, "".join(parts), error_code=code)
-    except SoftTimeLimitExceeded:
-        return _timed_out(parts)
+        return Outcome(Ending.FAILED, generation.text, error_code=code)
+    except SoftTimeLimitExceeded:  # the prefork pool's time limit (threads have the keeper)
+        return Outcome(Ending.FAILED, generation.text, error_code="ai_timeout")
     except Exception:
         # A bug, not an outage: fail now rather than retry it.
         logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
-        return Outcome(Ending.FAILED, "".join(parts), error_code="ai_error")
+        return Outcome(Ending.FAILED, generation.text, error_code="ai_error")
+
+
+class _DeltaPublisher:
+    """Publishes one attempt's chunks. Redis being down costs the live stream only: the
+    chunks are still generated and stored, and followers catch up from the database."""
+
+    def __init__(self, claim: Claim) -> None:
+        self._claim = claim
+        self._live = True
+
+    def __call__(self, chunk: str) -> bool:
+        """False: a cancel was requested, and the chunk was not published."""
+        if not self._live:
+            return True
+        try:
+            canceled = streaming.stream_delta_publish(
+                reply_id=self._claim.reply_id, attempt=self._claim.attempt, text=chunk
+            )
+        except RedisError:
+            logger.warning("Reply %s: cannot publish chunks", self._claim.reply_id)
+            self._live = False
+            return True
+        return not canceled
 
 
 def _storable(text: str) -> str:
@@ -336,16 +368,28 @@ def _storable(text: str) -> str:
     return _UNSTORABLE.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
-def _lease_renew(claim: Claim) -> bool | None:
-    """True: renewed. False: the reply is no longer this attempt's. None: no database."""
+def _leases_keep(claims: list[Claim]) -> set[Claim]:
+    """The keeper's renewal. Outside the slots of `db_session`: a renewal must not wait
+    behind the generating threads' writes (at most one connection more per process)."""
     try:
-        with db_session():
-            return reply_lease_renew(claim=claim)
-    except OperationalError as exc:
-        logger.warning(
-            "Reply %s: lease not renewed, PostgreSQL unavailable (%s)", claim.reply_id, exc
-        )
-        return None
+        return reply_leases_renew(claims=claims)
+    finally:
+        db_connection_release()
+
+
+def _deadline_fail(claim: Claim, text: str) -> None:
+    """The keeper's end of a reply at REPLY_TIME_LIMIT_SECONDS: failed with the text
+    published so far, through the same fenced write as the worker's own."""
+    try:
+        reply = reply_fail(claim=claim, text=text, code="ai_timeout")
+    finally:
+        db_connection_release()
+    if reply is not None:
+        reply_done_announce(reply=reply)
+        logger.info("Reply %s: failed at its deadline (attempt %s)", claim.reply_id, claim.attempt)
+
+
+_keeper: LeaseKeeper[Claim] = LeaseKeeper(renew=_leases_keep, expire=_deadline_fail)
 
 
 @contextmanager
@@ -357,10 +401,6 @@ def _closing(stream: Iterator[StreamItem]) -> Iterator[Iterator[StreamItem]]:
         close = getattr(stream, "close", None)
         if close is not None:
             close()
-
-
-def _timed_out(parts: list[str]) -> Outcome:
-    return Outcome(Ending.FAILED, "".join(parts), error_code="ai_timeout")
 
 
 def _publish(publish: Callable[..., None], **kwargs: Any) -> None:
@@ -379,40 +419,35 @@ def reply_done_announce(*, reply: Message) -> None:
 # --- Record: the fenced final writes -----------------------------------------------------------
 
 
-def _record(
-    *, outcome: Outcome, claim: Claim, model_name: str
-) -> tuple[Message | None, float | None]:
-    """The fenced final write. Returns the finished reply (to announce) and any retry delay."""
+def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | None]:
+    """The fenced final write. Returns the finished reply (to announce) and any retry delay;
+    no reply when the write was refused (its end was written elsewhere)."""
     reply: Message | None = None
     text = outcome.text
     if outcome.ending is Ending.COMPLETED:
         assert outcome.finish is not None
-        reply = reply_complete(claim=claim, text=text, finish=outcome.finish, model_name=model_name)
+        reply = reply_complete(claim=claim, text=text, finish=outcome.finish)
     elif outcome.ending is Ending.FAILED:
-        reply = reply_fail(claim=claim, text=text, code=outcome.error_code, model_name=model_name)
+        reply = reply_fail(claim=claim, text=text, code=outcome.error_code)
     elif outcome.ending is Ending.BLOCKED:
-        reply = reply_block(
-            claim=claim, text=text, reason=outcome.block_reason, model_name=model_name
-        )
+        reply = reply_block(claim=claim, text=text, reason=outcome.block_reason)
     elif outcome.ending is Ending.RETRY:
         delay = retry_delay(claim.attempt)
         if reply_retry_later(claim=claim, delay_seconds=delay):
             return None, delay
     if reply is None:
-        # The write was refused: canceled meanwhile (keep the text), or this attempt is stale.
-        reply = reply_cancel_settle(claim=claim, text=text, model_name=model_name)
-        if reply is None:
-            logger.info("Reply %s attempt %s lost its lease", claim.reply_id, claim.attempt)
+        # The write was refused: canceled meanwhile (keep the text), ended at its deadline by
+        # the keeper, or this attempt is stale.
+        reply = reply_cancel_settle(claim=claim, text=text)
     return reply, None
 
 
-def reply_complete(*, claim: Claim, text: str, finish: Finish, model_name: str) -> Message | None:
+def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None:
     written = _fenced(claim).update(
         status=Status.COMPLETED,
         content=text,
         prompt_tokens=finish.prompt_tokens,
         output_tokens=finish.output_tokens,
-        model_name=model_name,
         completed_at=Now(),
         lease_expires_at=None,
         updated_at=Now(),
@@ -420,7 +455,7 @@ def reply_complete(*, claim: Claim, text: str, finish: Finish, model_name: str) 
     return _reload(claim) if written else None
 
 
-def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Message | None:
+def reply_fail(*, claim: Claim, text: str, code: str) -> Message | None:
     """The reply ends `failed` (`code`, a key of FAILURE_MESSAGES), keeping `text`.
 
     Its prompt is given back in the same transaction only when the user got nothing of value
@@ -433,7 +468,6 @@ def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Messag
             content=text,
             error_code=code,
             error_message=FAILURE_MESSAGES[code],
-            model_name=model_name,
             completed_at=Now(),
             lease_expires_at=None,
             updated_at=Now(),
@@ -443,14 +477,13 @@ def reply_fail(*, claim: Claim, text: str, code: str, model_name: str) -> Messag
     return _reload(claim) if written else None
 
 
-def reply_block(*, claim: Claim, text: str, reason: str, model_name: str) -> Message | None:
+def reply_block(*, claim: Claim, text: str, reason: str) -> Message | None:
     """Stopped by the model's safety filters. Not refunded: the prompt was answered."""
     written = _fenced(claim).update(
         status=Status.BLOCKED,
         content=text,
         error_code="blocked",
         error_message=f"The model's safety filters blocked this reply ({reason}).",
-        model_name=model_name,
         completed_at=Now(),
         lease_expires_at=None,
         updated_at=Now(),
@@ -466,14 +499,14 @@ def reply_retry_later(*, claim: Claim, delay_seconds: float) -> bool:
     return written == 1
 
 
-def reply_cancel_settle(*, claim: Claim, text: str, model_name: str) -> Message | None:
+def reply_cancel_settle(*, claim: Claim, text: str) -> Message | None:
     """Store the text generated before a cancel, once, if this attempt was the one canceled."""
     written = (
         _fenced(claim, Status.CANCELED)
         # Only while the lease lasts: once it ran out, streams ended from the database and
         # the canceled reply's content is final.
         .filter(lease_expires_at__gt=Now())
-        .update(content=text, model_name=model_name, lease_expires_at=None, updated_at=Now())
+        .update(content=text, lease_expires_at=None, updated_at=Now())
     )
     return _reload(claim) if written else None
 

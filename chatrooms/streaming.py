@@ -8,7 +8,8 @@ One stream per reply, `reply:<id>:events`, whose entries have a `type`:
 
 Every write renews the stream's expiry (REPLY_STREAM_TTL_SECONDS), so it disappears some time
 after `done`; late clients are then served from the database. A cancel request is a separate
-flag key, `reply:<id>:cancel`, that the worker reads in the same round trip as each chunk.
+flag key, `reply:<id>:cancel`: a chunk is appended only while it is not set (one script, so
+the check and the append are atomic), so no chunk joins the stream after a cancel.
 
 This module knows Redis only; `chatrooms.replies` combines it with the database.
 """
@@ -33,7 +34,16 @@ _CONNECT_TIMEOUT_SECONDS = 2
 _READ_BATCH = 500
 
 _client_lock = threading.Lock()
-_client: tuple[str, redis.Redis] | None = None
+_client: tuple[str, redis.Redis, _Scripts] | None = None
+
+# KEYS: events, cancel flag. ARGV: attempt, text, TTL. Returns 1 (and appends nothing) when
+# the reply was canceled.
+_PUBLISH_DELTA_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+redis.call('XADD', KEYS[1], '*', 'type', 'delta', 'attempt', ARGV[1], 'text', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 0
+"""
 
 
 def events_key(reply_id: int) -> str:
@@ -44,8 +54,14 @@ def cancel_key(reply_id: int) -> str:
     return f"reply:{reply_id}:cancel"
 
 
-def redis_client() -> redis.Redis:
-    """The process's client for REDIS_URL; its connection pool is shared by every thread."""
+class _Scripts:
+    """The Lua scripts, registered with one client (sent by hash, loaded when missing)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.publish_delta = client.register_script(_PUBLISH_DELTA_LUA)
+
+
+def _connected() -> tuple[redis.Redis, _Scripts]:
     global _client
     with _client_lock:
         if _client is None or _client[0] != settings.REDIS_URL:
@@ -58,21 +74,28 @@ def redis_client() -> redis.Redis:
                 # and sending it again would show the chunk twice.
                 retry=Retry(NoBackoff(), 0),
             )
-            _client = (settings.REDIS_URL, client)
-        return _client[1]
+            _client = (settings.REDIS_URL, client, _Scripts(client))
+        return _client[1], _client[2]
+
+
+def redis_client() -> redis.Redis:
+    """The process's client for REDIS_URL; its connection pool is shared by every thread."""
+    return _connected()[0]
 
 
 # --- Publishing (the worker) ---------------------------------------------------------------
 
 
 def stream_delta_publish(*, reply_id: int, attempt: int, text: str) -> bool:
-    """Publish one chunk. Returns True when a cancel was requested. One round trip."""
-    key = events_key(reply_id)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.xadd(key, {"type": "delta", "attempt": attempt, "text": text})
-    pipe.expire(key, settings.REPLY_STREAM_TTL_SECONDS)
-    pipe.exists(cancel_key(reply_id))
-    return bool(pipe.execute()[2])
+    """Publish one chunk, unless a cancel was requested: then True, and the chunk is not
+    published. One round trip."""
+    client, scripts = _connected()
+    canceled = scripts.publish_delta(
+        keys=[events_key(reply_id), cancel_key(reply_id)],
+        args=[attempt, text, settings.REPLY_STREAM_TTL_SECONDS],
+        client=client,
+    )
+    return bool(canceled)
 
 
 def stream_reset_publish(*, reply_id: int, attempt: int) -> None:
@@ -92,7 +115,7 @@ def stream_done_publish(*, reply_id: int, message: dict[str, Any]) -> None:
     pipe = redis_client().pipeline(transaction=False)
     pipe.xadd(key, {"type": "done", "message": json.dumps(message, ensure_ascii=False)})
     pipe.expire(key, settings.REPLY_STREAM_TTL_SECONDS)
-    pipe.delete(cancel_key(reply_id))
+    # The cancel flag stays until it expires: a worker still generating must not publish.
     pipe.execute()
 
 

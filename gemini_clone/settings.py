@@ -243,11 +243,13 @@ AI_MAX_RETRIES = env_int("AI_MAX_RETRIES", 3)
 AI_RETRY_BACKOFF_SECONDS = env_int("AI_RETRY_BACKOFF_SECONDS", 2)
 AI_PENDING_SWEEP_AGE_SECONDS = env_int("AI_PENDING_SWEEP_AGE_SECONDS", 120)
 AI_PENDING_SWEEP_INTERVAL_SECONDS = env_int("AI_PENDING_SWEEP_INTERVAL_SECONDS", 60)
-# A worker owns a reply while its lease lasts; it renews it as chunks arrive. After a crash,
-# the sweep hands the reply to another worker once the lease has run out. Longer than
-# GEMINI_TIMEOUT_SECONDS, the longest wait for a chunk.
+# A worker owns a reply while its lease lasts; the worker process's keeper thread renews it
+# every third of it, chunks or not. After a crash, the sweep hands the reply to another worker
+# once the lease has run out.
 REPLY_LEASE_SECONDS = env_int("REPLY_LEASE_SECONDS", 90)
-REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)  # one attempt, end to end
+# One attempt, claim to final write: at this deadline the keeper fails the reply
+# (`ai_timeout`) with the text generated so far, whatever the model is doing.
+REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)
 # Threads of one worker process that may hold a database connection at the same time.
 REPLY_DB_CONNECTIONS = env_int("REPLY_DB_CONNECTIONS", 20)
 REPLY_STREAM_TTL_SECONDS = env_int("REPLY_STREAM_TTL_SECONDS", 3600)  # Redis events after done

@@ -282,7 +282,7 @@ def test_a_redelivered_task_for_a_finished_reply_does_nothing(
 
 def test_a_reply_under_a_live_lease_is_left_to_its_worker(fake_gemini, make_exchange):
     reply = make_exchange()
-    claim = replies.reply_claim(reply_id=reply.pk)
+    claim = replies.reply_claim(reply_id=reply.pk, model_name="m")
     assert claim is not None
 
     reply_generate.apply(args=[reply.pk])
@@ -296,7 +296,7 @@ def test_an_expired_lease_is_taken_over_and_the_stale_worker_cannot_write(
     fake_gemini, make_exchange, counted, pipeline_user
 ):
     reply = make_exchange()
-    stale = replies.reply_claim(reply_id=reply.pk)
+    stale = replies.reply_claim(reply_id=reply.pk, model_name="m")
     assert stale is not None
     Message.objects.filter(pk=reply.pk).update(lease_expires_at=Now() - dt.timedelta(seconds=1))
     fake_gemini.script(Reply(text="The fresh attempt."))
@@ -309,14 +309,11 @@ def test_an_expired_lease_is_taken_over_and_the_stale_worker_cannot_write(
     )
 
     # The first worker wakes up late: none of its writes land.
-    assert not replies.reply_lease_renew(claim=stale)
-    assert (
-        replies.reply_complete(claim=stale, text="Stale text", finish=_finish(), model_name="x")
-        is None
-    )
-    assert replies.reply_fail(claim=stale, text="", code="ai_error", model_name="x") is None
+    assert replies.reply_leases_renew(claims=[stale]) == set()
+    assert replies.reply_complete(claim=stale, text="Stale text", finish=_finish()) is None
+    assert replies.reply_fail(claim=stale, text="", code="ai_error") is None
     assert not replies.reply_retry_later(claim=stale, delay_seconds=1)
-    assert replies.reply_cancel_settle(claim=stale, text="Stale", model_name="x") is None
+    assert replies.reply_cancel_settle(claim=stale, text="Stale") is None
     reply.refresh_from_db()
     assert (reply.status, reply.content) == (Status.COMPLETED, "The fresh attempt.")
     assert counted(pipeline_user.pk) == 1
@@ -324,38 +321,36 @@ def test_an_expired_lease_is_taken_over_and_the_stale_worker_cannot_write(
 
 def test_while_a_newer_attempt_streams_the_stale_one_cannot_write(make_exchange, counted):
     reply = make_exchange()
-    stale = replies.reply_claim(reply_id=reply.pk)
+    stale = replies.reply_claim(reply_id=reply.pk, model_name="m")
     assert stale is not None
     Message.objects.filter(pk=reply.pk).update(lease_expires_at=Now() - dt.timedelta(seconds=1))
-    fresh = replies.reply_claim(reply_id=reply.pk)
+    fresh = replies.reply_claim(reply_id=reply.pk, model_name="m")
     assert fresh is not None
     assert (stale.attempt, fresh.attempt) == (1, 2)
 
-    assert not replies.reply_lease_renew(claim=stale)
-    assert (
-        replies.reply_complete(claim=stale, text="Stale", finish=_finish(), model_name="x") is None
-    )
-    assert replies.reply_fail(claim=stale, text="", code="ai_error", model_name="x") is None
-    assert replies.reply_block(claim=stale, text="", reason="SAFETY", model_name="x") is None
+    assert replies.reply_leases_renew(claims=[stale]) == set()
+    assert replies.reply_complete(claim=stale, text="Stale", finish=_finish()) is None
+    assert replies.reply_fail(claim=stale, text="", code="ai_error") is None
+    assert replies.reply_block(claim=stale, text="", reason="SAFETY") is None
     assert not replies.reply_retry_later(claim=stale, delay_seconds=1)
     reply.refresh_from_db()
     assert (reply.status, reply.attempts, reply.content) == (Status.STREAMING, 2, "")
     assert counted(reply.chatroom.user_id) == 1
 
-    assert replies.reply_lease_renew(claim=fresh)
-    completed = replies.reply_complete(claim=fresh, text="Fresh", finish=_finish(), model_name="x")
+    assert replies.reply_leases_renew(claims=[stale, fresh]) == {fresh}
+    completed = replies.reply_complete(claim=fresh, text="Fresh", finish=_finish())
     assert completed is not None and completed.content == "Fresh"
 
 
 def test_only_one_of_two_claims_wins(make_exchange):
     reply = make_exchange()
-    assert replies.reply_claim(reply_id=reply.pk) is not None
-    assert replies.reply_claim(reply_id=reply.pk) is None
+    assert replies.reply_claim(reply_id=reply.pk, model_name="m") is not None
+    assert replies.reply_claim(reply_id=reply.pk, model_name="m") is None
 
 
 def test_a_user_message_is_never_claimed(pipeline_chatroom):
     message = MessageFactory.create(chatroom=pipeline_chatroom, role="user", status=Status.PENDING)
-    assert replies.reply_claim(reply_id=message.pk) is None
+    assert replies.reply_claim(reply_id=message.pk, model_name="m") is None
 
 
 def test_a_worker_that_keeps_dying_gives_up(fake_gemini, make_exchange, settings, counted):
@@ -379,7 +374,7 @@ def test_backoff_doubles_from_the_setting(settings):
 def test_a_failed_attempt_waits_for_its_retry_time(fake_gemini, make_exchange, settings):
     settings.AI_RETRY_BACKOFF_SECONDS = 30
     reply = make_exchange()
-    claim = replies.reply_claim(reply_id=reply.pk)
+    claim = replies.reply_claim(reply_id=reply.pk, model_name="m")
     assert claim is not None
     assert replies.reply_retry_later(claim=claim, delay_seconds=retry_delay(claim.attempt))
     reply.refresh_from_db()

@@ -68,7 +68,7 @@ def test_with_no_worker_alive_a_send_fails_the_stuck_reply_and_refunds_its_promp
     assert prompts_counted(user_id) == 1  # the stuck one given back, the new one counted
     assert stream_entries(stuck.pk)[-1]["message"]["status"] == "failed"  # followers are told
     # A worker that shows up later finds nothing to do.
-    assert replies.reply_claim(reply_id=stuck.pk) is None
+    assert replies.reply_claim(reply_id=stuck.pk, model_name="m") is None
 
 
 @pytest.mark.django_db
