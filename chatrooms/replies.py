@@ -438,7 +438,7 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
     if reply is None:
         # The write was refused: canceled meanwhile (keep the text), ended at its deadline by
         # the keeper, or this attempt is stale.
-        reply = reply_cancel_settle(claim=claim, text=text)
+        reply = reply_cancel_settle(reply_id=claim.reply_id, attempt=claim.attempt, text=text)
     return reply, None
 
 
@@ -499,16 +499,18 @@ def reply_retry_later(*, claim: Claim, delay_seconds: float) -> bool:
     return written == 1
 
 
-def reply_cancel_settle(*, claim: Claim, text: str) -> Message | None:
-    """Store the text generated before a cancel, once, if this attempt was the one canceled."""
+def reply_cancel_settle(*, reply_id: int, attempt: int, text: str) -> Message | None:
+    """Store the text generated before a cancel, once, if attempt `attempt` was the one
+    canceled: by the cancel itself (the text its worker published before the cancel mark) or
+    by that worker (the same text, or all it generated when Redis was unavailable)."""
     written = (
-        _fenced(claim, Status.CANCELED)
+        Message.objects.filter(pk=reply_id, status=Status.CANCELED, attempts=attempt)
         # Only while the lease lasts: once it ran out, streams ended from the database and
         # the canceled reply's content is final.
         .filter(lease_expires_at__gt=Now())
         .update(content=text, lease_expires_at=None, updated_at=Now())
     )
-    return _reload(claim) if written else None
+    return Message.objects.get(pk=reply_id) if written else None
 
 
 def _reload(claim: Claim) -> Message:

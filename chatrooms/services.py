@@ -21,7 +21,12 @@ from chatrooms import streaming
 from chatrooms.cache import list_cache_invalidate_on_commit
 from chatrooms.errors import ChatroomNotFound, MessageNotFound, ReplyInProgress, ReplyNotCancelable
 from chatrooms.models import Chatroom, Message
-from chatrooms.replies import lease_live, reply_abandoned_settle, reply_done_announce
+from chatrooms.replies import (
+    lease_live,
+    reply_abandoned_settle,
+    reply_cancel_settle,
+    reply_done_announce,
+)
 from chatrooms.selectors import (
     chatroom_first_user_message,
     chatroom_latest_reply_status,
@@ -151,9 +156,9 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
 def reply_cancel(*, user: User, chatroom_id: int, message_id: int) -> Message:
     """Cancel a reply that is pending or streaming; a finished one is returned unchanged.
 
-    A streaming reply keeps the text generated so far: its worker stops at the next chunk and
-    stores it (the message returned here may not have it yet). A canceled prompt is not given
-    back.
+    A streaming reply keeps the text generated so far, and the reply returned has it: the
+    text its worker published before the cancel, which the stream's `done` and a later GET
+    show too (`_canceled_text_store`). A canceled prompt is not given back.
     """
     with transaction.atomic():
         reply = (
@@ -179,16 +184,29 @@ def reply_cancel(*, user: User, chatroom_id: int, message_id: int) -> Message:
             lease_expires_at=reply.lease_expires_at if owned_by_worker else None,
         )
         reply.refresh_from_db()
-        if owned_by_worker:
-            transaction.on_commit(partial(_cancel_signal, reply_id=reply.pk))
-        else:
+        if not owned_by_worker:
             transaction.on_commit(partial(reply_done_announce, reply=reply))
+    if owned_by_worker:
+        return _canceled_text_store(reply=reply)
     return reply
 
 
-def _cancel_signal(*, reply_id: int) -> None:
+def _canceled_text_store(*, reply: Message) -> Message:
+    """Once the cancel is committed: mark it in the reply's stream, which stops its worker and
+    gives the text it published until then, and store that text, unless the worker stored
+    its own first (the same text). Returns the reply with its text.
+
+    With Redis unavailable the worker learns of the cancel from its lease (the keeper's next
+    renewal, within a third of REPLY_LEASE_SECONDS) and stores what it generated: the reply
+    returned here has the text stored so far, and a later GET the final one.
+    """
     try:
-        streaming.cancel_request(reply_id=reply_id)
+        text = streaming.cancel_mark(reply_id=reply.pk, attempt=reply.attempts)
     except RedisError:
-        # The worker still finds out when it next renews its lease.
-        logger.warning("Could not flag reply %s as canceled in Redis", reply_id, exc_info=True)
+        logger.warning("Could not mark reply %s as canceled in Redis", reply.pk, exc_info=True)
+        return reply
+    stored = reply_cancel_settle(reply_id=reply.pk, attempt=reply.attempts, text=text)
+    if stored is None:
+        return Message.objects.get(pk=reply.pk)
+    reply_done_announce(reply=stored)
+    return stored

@@ -9,7 +9,9 @@ One stream per reply, `reply:<id>:events`, whose entries have a `type`:
 Every write renews the stream's expiry (REPLY_STREAM_TTL_SECONDS), so it disappears some time
 after `done`; late clients are then served from the database. A cancel request is a separate
 flag key, `reply:<id>:cancel`: a chunk is appended only while it is not set (one script, so
-the check and the append are atomic), so no chunk joins the stream after a cancel.
+the check and the append are atomic), so no chunk joins the stream after a cancel. The cancel
+sets the flag and reads the attempt's chunks in one script too: that text is final, the very
+text the worker would store.
 
 This module knows Redis only; `chatrooms.replies` combines it with the database.
 """
@@ -44,6 +46,19 @@ redis.call('XADD', KEYS[1], '*', 'type', 'delta', 'attempt', ARGV[1], 'text', AR
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 0
 """
+# KEYS: cancel flag, events. ARGV: TTL, attempt. Returns the text of the attempt's deltas.
+_CANCEL_MARK_LUA = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+local parts = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+  local fields, found = entry[2], {}
+  for i = 1, #fields, 2 do found[fields[i]] = fields[i + 1] end
+  if found['type'] == 'delta' and found['attempt'] == ARGV[2] then
+    parts[#parts + 1] = found['text']
+  end
+end
+return table.concat(parts)
+"""
 
 
 def events_key(reply_id: int) -> str:
@@ -59,6 +74,7 @@ class _Scripts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.publish_delta = client.register_script(_PUBLISH_DELTA_LUA)
+        self.cancel_mark = client.register_script(_CANCEL_MARK_LUA)
 
 
 def _connected() -> tuple[redis.Redis, _Scripts]:
@@ -119,9 +135,17 @@ def stream_done_publish(*, reply_id: int, message: dict[str, Any]) -> None:
     pipe.execute()
 
 
-def cancel_request(*, reply_id: int) -> None:
-    """Ask the worker generating this reply to stop at its next chunk."""
-    redis_client().set(cancel_key(reply_id), "1", ex=settings.REPLY_STREAM_TTL_SECONDS)
+def cancel_mark(*, reply_id: int, attempt: int) -> str:
+    """Flag the reply as canceled, and return the text attempt `attempt` published before
+    the flag, in one atomic step. The worker's next chunk is refused (and it stops), so this
+    text is all it will have published."""
+    client, scripts = _connected()
+    text = scripts.cancel_mark(
+        keys=[cancel_key(reply_id), events_key(reply_id)],
+        args=[settings.REPLY_STREAM_TTL_SECONDS, attempt],
+        client=client,
+    )
+    return str(text)
 
 
 # --- Following (the SSE endpoint) ----------------------------------------------------------

@@ -125,10 +125,12 @@ class ReplyCancelView(APIView):
         operation_id="chatroom_message_cancel",
         summary="Stop a reply being generated",
         description=(
-            "A `pending` or `streaming` reply becomes `canceled`; the text generated so far is "
-            "kept (the worker stores it within a chunk, so `content` may still grow right after "
-            "this answer) and the stream's clients get `done`. A canceled prompt still counts "
-            "against the daily limit. A reply that already ended is returned unchanged."
+            "A `pending` or `streaming` reply becomes `canceled` and keeps the text generated "
+            "so far: this answer's `content` is that text, the same the stream's `done` and a "
+            "later GET show. (Only while Redis is unavailable may it lag: the worker then stores "
+            "the text when it learns of the cancel, within a third of REPLY_LEASE_SECONDS.) A "
+            "canceled prompt still counts against the daily limit. A reply that already ended "
+            "is returned unchanged."
         ),
         request=None,
         responses={

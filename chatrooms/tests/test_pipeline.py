@@ -313,7 +313,9 @@ def test_an_expired_lease_is_taken_over_and_the_stale_worker_cannot_write(
     assert replies.reply_complete(claim=stale, text="Stale text", finish=_finish()) is None
     assert replies.reply_fail(claim=stale, text="", code="ai_error") is None
     assert not replies.reply_retry_later(claim=stale, delay_seconds=1)
-    assert replies.reply_cancel_settle(claim=stale, text="Stale") is None
+    assert (
+        replies.reply_cancel_settle(reply_id=reply.pk, attempt=stale.attempt, text="Stale") is None
+    )
     reply.refresh_from_db()
     assert (reply.status, reply.content) == (Status.COMPLETED, "The fresh attempt.")
     assert counted(pipeline_user.pk) == 1
