@@ -145,7 +145,9 @@ class LeaseKeeper(Generic[T]):
                 self._thread.start()
             self._held.add(generation)
             if min(generation.deadline, self._renew_due()) < self._wake_at:
-                self._cond.notify()  # only when the settings changed (tests)
+                # Sooner than the keeper's next wake (a time limit under a third of the
+                # lease, or settings changed): wake it to plan again.
+                self._cond.notify()
         try:
             yield generation
         finally:

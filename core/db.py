@@ -4,7 +4,8 @@ and the async stream view.
 A worker thread waits seconds on the model and hundreds of them run at once; an open stream
 waits minutes on Redis. None of them may keep a PostgreSQL connection while it waits: each
 takes one for a short step (`db_session`) and gives it back, and at most
-REPLY_DB_CONNECTIONS threads of a process hold one at the same time.
+REPLY_DB_CONNECTIONS threads of a process hold one at the same time (besides the worker's
+lease keeper, `chatrooms.keeper`, whose renewals must not wait behind them).
 """
 
 from __future__ import annotations

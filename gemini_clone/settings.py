@@ -250,7 +250,8 @@ REPLY_LEASE_SECONDS = env_int("REPLY_LEASE_SECONDS", 90)
 # One attempt, claim to final write: at this deadline the keeper fails the reply
 # (`ai_timeout`) with the text generated so far, whatever the model is doing.
 REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)
-# Threads of one worker process that may hold a database connection at the same time.
+# Threads of one worker process that may hold a database connection at the same time (the
+# lease keeper has one more of its own, so that its renewals never wait behind them).
 REPLY_DB_CONNECTIONS = env_int("REPLY_DB_CONNECTIONS", 20)
 REPLY_STREAM_TTL_SECONDS = env_int("REPLY_STREAM_TTL_SECONDS", 3600)  # Redis events after done
 REPLY_STREAM_KEEPALIVE_SECONDS = env_int("REPLY_STREAM_KEEPALIVE_SECONDS", 15)
