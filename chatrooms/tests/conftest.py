@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -14,9 +15,11 @@ from django.conf import settings as django_settings
 from django.db.models import F
 
 from accounts.models import User
-from chatrooms import streaming
+from chatrooms import replies, streaming
 from chatrooms.models import Chatroom, Message
+from chatrooms.tasks import reply_generate
 from chatrooms.tests.factories import ChatroomFactory, MessageFactory, UserFactory
+from core.db import db_connection_release
 from testing.e2e import Stack, process_env
 from testing.fake_gemini import FakeGemini
 from usage.models import DailyUsage
@@ -61,6 +64,32 @@ def make_exchange(pipeline_chatroom: Chatroom) -> ExchangeMaker:
         )
 
     return make
+
+
+@pytest.fixture
+def sweeping() -> Iterator[None]:
+    """The beat sweep every 0.1 s, and a second worker running at once whatever it finds:
+    a reply whose lease lapses is generated again."""
+    stop = threading.Event()
+    others: list[threading.Thread] = []
+
+    def sweep() -> None:
+        while not stop.wait(0.1):
+            for reply_id in replies.replies_sweep():
+                other = threading.Thread(target=reply_generate.apply, args=([reply_id],))
+                other.start()
+                others.append(other)
+            db_connection_release()
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweeper.join(timeout=5)
+        for other in others:
+            other.join(timeout=10)
 
 
 def prompts_counted(user_id: int) -> int:

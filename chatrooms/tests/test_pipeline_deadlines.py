@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from chatrooms import replies
 from chatrooms.models import Message
 from chatrooms.tasks import reply_generate
 from core.db import db_connection_release
@@ -30,31 +28,6 @@ LEASE = 1.0  # renewed every third of it
 def short_lease(settings, fake_gemini) -> None:
     settings.REPLY_LEASE_SECONDS = LEASE
     settings.GEMINI_TIMEOUT_SECONDS = 5  # longer than the lease, and than any deadline here
-
-
-@pytest.fixture
-def sweeping() -> Iterator[None]:
-    """The beat sweep every 0.1 s, a second worker running at once whatever it finds."""
-    stop = threading.Event()
-    others: list[threading.Thread] = []
-
-    def sweep() -> None:
-        while not stop.wait(0.1):
-            for reply_id in replies.replies_sweep():
-                other = threading.Thread(target=reply_generate.apply, args=([reply_id],))
-                other.start()
-                others.append(other)
-            db_connection_release()
-
-    sweeper = threading.Thread(target=sweep)
-    sweeper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        sweeper.join(timeout=5)
-        for other in others:
-            other.join(timeout=10)
 
 
 def _status(reply: Message) -> str:

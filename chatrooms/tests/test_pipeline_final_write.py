@@ -81,6 +81,8 @@ def _waiting_final_write(admin: psycopg.Connection, reply_id: int) -> int | None
     ids=["completed", "failed and refunded"],
 )
 def test_the_final_write_survives_its_connection_being_cut(
+    settings,
+    sweeping,
     fake_gemini,
     make_exchange,
     published,
@@ -93,6 +95,9 @@ def test_the_final_write_survives_its_connection_being_cut(
     counted_after,
     caplog,
 ):
+    # Shorter than the write's pause before trying again: the lease must be kept meanwhile,
+    # or the sweep hands the reply to another worker and the model is called twice.
+    settings.REPLY_LEASE_SECONDS = 1
     fake_gemini.script(script)
     reply = make_exchange()
     worker = threading.Thread(target=reply_generate.apply, args=([reply.pk],))
