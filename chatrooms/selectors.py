@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from chatrooms import cache
+from chatrooms.cursors import list_cursor_encode
 from chatrooms.errors import ChatroomNotFound, MessageNotFound
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import chatroom_payload
@@ -68,7 +69,8 @@ def chatroom_list_page(
     chatrooms = chatrooms[:limit]
     next_url = None
     if more:
-        next_url = f"{list_url}?cursor={list_cursor_encode(chatrooms[-1].pk)}&limit={limit}"
+        cursor = list_cursor_encode(user_id=user_id, before_id=chatrooms[-1].pk)
+        next_url = f"{list_url}?cursor={cursor}&limit={limit}"
     body = render_json(
         {"results": [chatroom_payload(chatroom) for chatroom in chatrooms], "next": next_url}
     )
@@ -137,23 +139,3 @@ def chatroom_first_user_message(*, chatroom_id: int) -> str | None:
         .values_list("content", flat=True)
         .first()
     )
-
-
-# --- List cursors: opaque to clients, an id bound to us ---------------------------------
-
-_CURSOR_PREFIX = "c1."
-
-
-def list_cursor_encode(before_id: int) -> str:
-    return f"{_CURSOR_PREFIX}{before_id:x}"
-
-
-def list_cursor_decode(cursor: str) -> int | None:
-    """The id bound of a cursor made by `list_cursor_encode`, or None if it is not one."""
-    if not cursor.startswith(_CURSOR_PREFIX):
-        return None
-    digits = cursor[len(_CURSOR_PREFIX) :]
-    if not digits or len(digits) > 16 or any(c not in "0123456789abcdef" for c in digits):
-        return None
-    value = int(digits, 16)
-    return value if value > 0 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from chatrooms import idempotency, selectors, services
 from chatrooms.api import serializers as s
+from chatrooms.cursors import list_cursor_decode
 from chatrooms.errors import CursorInvalid
 from chatrooms.models import Message
 from chatrooms.payloads import chatroom_payload, message_payload
@@ -26,10 +28,20 @@ from usage.selectors import rate_limit_headers
 IDEMPOTENCY_KEY_MAX_CHARS = 255
 
 _LIMIT = OpenApiParameter(
-    "limit", int, description="Page size; default PAGE_SIZE_DEFAULT, values above 100 become 100."
+    "limit",
+    int,
+    description=(
+        f"Page size; default {settings.PAGE_SIZE_DEFAULT}, values above "
+        f"{settings.PAGE_SIZE_MAX} become {settings.PAGE_SIZE_MAX}."
+    ),
 )
 _CURSOR = OpenApiParameter(
-    "cursor", str, description="Opaque; copy it from `next`. An invalid cursor is a 400."
+    "cursor",
+    str,
+    description=(
+        "Opaque and signed; copy it from `next`. Any other value, or a cursor handed to "
+        "another user, is a 400 `invalid_cursor`."
+    ),
 )
 _BEFORE = OpenApiParameter(
     "before", int, description="A message id: only messages older than it. Omit for the newest."
@@ -115,14 +127,14 @@ class ChatroomListCreateView(APIView):
         parameters=[_LIMIT, _CURSOR, _X_CACHE],
         responses={
             200: s.ChatroomPageSerializer,
-            400: _error("Invalid cursor (`validation_error`)."),
+            400: _error("`invalid_cursor`: a cursor this server did not hand out to this user."),
         },
     )
     def get(self, request: Request) -> HttpResponse:
         cursor = request.query_params.get("cursor")
         before_id = None
         if cursor:
-            before_id = selectors.list_cursor_decode(cursor)
+            before_id = list_cursor_decode(user_id=_user(request).pk, cursor=cursor)
             if before_id is None:
                 raise CursorInvalid()
         page = selectors.chatroom_list_page(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from rest_framework.test import APIClient
@@ -179,13 +180,51 @@ def test_list_limit_defaults_and_is_capped(client: APIClient, user: User, settin
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage", "c1.", "c1.zz", "c1.0", "c1.-5", "%00", "c1." + "f" * 40]
+    "cursor",
+    [
+        "garbage",
+        "%00",
+        "c1.1f",  # the unsigned form of before
+        "c2.",
+        "c2.1f",
+        "c2.1f.",
+        "c2.1f." + "A" * 22,  # the right shape, a made-up signature
+        "c2.0." + "A" * 22,
+        "c2." + "f" * 40 + "." + "A" * 22,
+    ],
 )
 def test_list_refuses_a_bad_cursor(client: APIClient, user: User, cursor: str) -> None:
     ChatroomFactory.create(user=user)
     response = client.get("/api/chatroom", {"cursor": cursor})
     assert response.status_code == 400
     assert error_code(response) == "invalid_cursor"
+
+
+def _cursor_of(next_url: str) -> str:
+    query = parse_qs(urlsplit(next_url).query)
+    return query["cursor"][0]
+
+
+def test_list_accepts_only_the_cursors_it_handed_out(client: APIClient, user: User) -> None:
+    """A cursor names one id, for one user: editing it, or replaying it as another user, is a
+    400, so a client cannot invent pages."""
+    rooms = [ChatroomFactory.create(user=user).pk for _ in range(3)]
+    cursor = _cursor_of(client.get("/api/chatroom?limit=1").json()["next"])
+    second = client.get("/api/chatroom", {"cursor": cursor, "limit": "1"}).json()
+    assert [room["id"] for room in second["results"]] == [rooms[1]]
+    _, digits, signature = cursor.split(".")
+    for forged in (
+        f"c2.{int(digits, 16) - 1:x}.{signature}",  # another id under this signature
+        f"c2.0{digits}.{signature}",  # the same id, spelled differently
+        f"c2.{digits}.{signature[:-1]}{'B' if signature[-1] != 'B' else 'C'}",
+    ):
+        refused = client.get("/api/chatroom", {"cursor": forged})
+        assert refused.status_code == 400, forged
+        assert error_code(refused) == "invalid_cursor"
+    stranger = client_for(UserFactory.create())
+    theirs = stranger.get("/api/chatroom", {"cursor": cursor})
+    assert theirs.status_code == 400
+    assert error_code(theirs) == "invalid_cursor"
 
 
 def test_list_of_a_new_user_is_empty(client: APIClient) -> None:
