@@ -11,6 +11,11 @@ still the one it read before querying the database, so a page built from rows ol
 invalidation can never be stored after that invalidation. The hash expires
 CHATROOM_LIST_CACHE_TTL seconds after its first page was stored, so no page outlives the TTL.
 
+One user's hash is bounded whatever the query strings (limit, cursor, the Host the `next`
+links are built on): at most CHATROOM_LIST_CACHE_MAX_PAGES pages and
+CHATROOM_LIST_CACHE_MAX_BYTES bytes of fields and bodies. A page that does not fit is served
+but not stored; the hash empties at the next invalidation or when its TTL ends.
+
 Redis being down is never an error: reads become misses and stores are skipped. A failed
 invalidation is remembered by this process and retried before its next read, so a page it
 missed does not outlive the outage here; other processes may serve it until the TTL ends.
@@ -39,11 +44,21 @@ _PENDING_MAX = 10_000
 _pending: set[int] = set()
 _pending_lock = threading.Lock()
 
-# KEYS: page hash, epoch. ARGV: epoch read before the query, field, body, ttl.
+# KEYS: page hash, epoch. ARGV: epoch read before the query, field, body, ttl, max pages,
+# max bytes. Returns 1 if stored, 0 if the epoch moved on, -1 if the page does not fit.
 # (TTL check rather than `EXPIRE ... NX`, which Redis 6 lacks.)
 _STORE_IF_CURRENT = """
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if epoch ~= ARGV[1] then return 0 end
+local others = 0
+local bytes = #ARGV[2] + #ARGV[3]
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= ARGV[2] then
+    others = others + 1
+    bytes = bytes + #field + redis.call('HSTRLEN', KEYS[1], field)
+  end
+end
+if others >= tonumber(ARGV[5]) or bytes > tonumber(ARGV[6]) then return -1 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
@@ -84,19 +99,27 @@ def list_cache_read(*, user_id: int, field: str) -> CacheRead:
 
 
 def list_cache_store(*, user_id: int, field: str, body: bytes, epoch: str) -> bool:
-    """Store a page unless an invalidation happened since `epoch` was read. True if stored."""
+    """Store a page unless an invalidation happened since `epoch` was read, or the user's
+    pages would pass their bounds. True if stored."""
     pages_key, epoch_key = _keys(user_id)
     try:
         client = _redis()
         stored = client.register_script(_STORE_IF_CURRENT)(
             keys=[pages_key, epoch_key],
-            args=[epoch, field, body, settings.CHATROOM_LIST_CACHE_TTL],
+            args=[
+                epoch,
+                field,
+                body,
+                settings.CHATROOM_LIST_CACHE_TTL,
+                settings.CHATROOM_LIST_CACHE_MAX_PAGES,
+                settings.CHATROOM_LIST_CACHE_MAX_BYTES,
+            ],
             client=client,
         )
     except RedisError as exc:
         logger.warning("Chatroom list cache not stored: %r", exc)
         return False
-    return bool(stored)
+    return stored == 1
 
 
 def list_cache_invalidate(*, user_id: int) -> None:

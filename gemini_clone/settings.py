@@ -221,6 +221,10 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 BASIC_DAILY_LIMIT = env_int("BASIC_DAILY_LIMIT", 20)
 USAGE_TIMEZONE = env_str("USAGE_TIMEZONE", "UTC")
 CHATROOM_LIST_CACHE_TTL = env_int("CHATROOM_LIST_CACHE_TTL", 300)
+# Bounds of one user's cached list pages, whatever the query strings (chatrooms.cache): a
+# page past them is served from the database and not stored.
+CHATROOM_LIST_CACHE_MAX_PAGES = env_int("CHATROOM_LIST_CACHE_MAX_PAGES", 32)
+CHATROOM_LIST_CACHE_MAX_BYTES = env_int("CHATROOM_LIST_CACHE_MAX_BYTES", 1024 * 1024)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
 # The replay window of Idempotency-Key: a retry within it gets the first answer again; an
 # older key is forgotten (pruned hourly) and its reuse is a new send.

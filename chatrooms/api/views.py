@@ -121,8 +121,11 @@ class ChatroomListCreateView(APIView):
         summary="List my chatrooms",
         description=(
             "Newest first, paged with an opaque cursor. Served from a per-user cache "
-            "(CHATROOM_LIST_CACHE_TTL seconds) that every create, rename, delete and generated "
-            "title invalidates at once."
+            f"({settings.CHATROOM_LIST_CACHE_TTL} seconds, CHATROOM_LIST_CACHE_TTL) that every "
+            "create, rename, delete and generated title invalidates at once. Up to "
+            f"{settings.CHATROOM_LIST_CACHE_MAX_PAGES} pages and "
+            f"{settings.CHATROOM_LIST_CACHE_MAX_BYTES} bytes of them are cached per user; "
+            "any other page is served from the database, with the same body."
         ),
         parameters=[_LIMIT, _CURSOR, _X_CACHE],
         responses={

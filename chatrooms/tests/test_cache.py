@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import transaction
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
@@ -172,6 +173,94 @@ def test_pages_expire_after_the_ttl(client: APIClient, user: User, settings) -> 
     assert _list(client)[0] == "HIT"
     time.sleep(1.2)
     assert _list(client)[0] == "MISS"
+
+
+# --- Bounds: one user's pages, whatever the query strings -------------------------------------
+
+
+def _pages_key(user: User) -> str:
+    return f"{django_settings.CACHES['default']['KEY_PREFIX']}:chatrooms:list:{{{user.pk}}}"
+
+
+def _cached(user: User) -> tuple[int, int]:
+    """How many pages the user has in Redis, and their bytes (fields and bodies)."""
+    pages = get_redis_connection("default").hgetall(_pages_key(user))
+    return len(pages), sum(len(field) + len(body) for field, body in pages.items())
+
+
+def test_varying_limits_cursors_and_hosts_cannot_grow_the_cache(
+    client: APIClient, user: User, settings
+) -> None:
+    settings.CHATROOM_LIST_CACHE_MAX_PAGES = 4
+    settings.ALLOWED_HOSTS = ["testserver", "a.example", "b.example"]
+    for index in range(6):
+        ChatroomFactory.create(user=user, name=f"Room {index}")
+    expected_names = [f"Room {index}" for index in reversed(range(6))]
+    for host in settings.ALLOWED_HOSTS:
+        for limit in range(1, 7):
+            path: str | None = f"/api/chatroom?limit={limit}"
+            names: list[str | None] = []
+            while path is not None:
+                response = client.get(path, HTTP_HOST=host)
+                assert response.status_code == 200
+                body = response.json()
+                names += [room["name"] for room in body["results"]]
+                path = body["next"] and body["next"].removeprefix(f"http://{host}")
+            assert names == expected_names  # served right, stored or not
+    assert _cached(user)[0] == 4
+    # The first pages stored stay hits; the rest are served from the database.
+    assert _list(client, "/api/chatroom?limit=1")[0] == "HIT"
+    assert _list(client, "/api/chatroom?limit=6")[0] == "MISS"
+    # Another user is not affected by this one's full cache.
+    stranger = UserFactory.create()
+    ChatroomFactory.create(user=stranger, name="Theirs")
+    other = client_for(stranger)
+    assert _list(other)[0] == "MISS"
+    assert _list(other)[0] == "HIT"
+    # An invalidation empties the hash: new pages are stored again.
+    client.post("/api/chatroom", {"name": "Fresh"}, format="json")
+    assert _list(client, "/api/chatroom?limit=6")[0] == "MISS"
+    assert _list(client, "/api/chatroom?limit=6")[0] == "HIT"
+
+
+def test_one_users_cached_pages_are_capped_in_bytes(
+    client: APIClient, user: User, settings
+) -> None:
+    for index in range(30):
+        ChatroomFactory.create(user=user, system_prompt=f"Prompt {index} " + "x" * 200)
+    one_room = len(_list(client, "/api/chatroom?limit=1")[1])
+    settings.CHATROOM_LIST_CACHE_MAX_BYTES = 10 * one_room
+    cache.list_cache_invalidate(user_id=user.pk)
+    # A page larger than the whole budget is never stored, but always served.
+    for _ in range(2):
+        state, body = _list(client, "/api/chatroom?limit=30")
+        assert state == "MISS"
+        assert len(json.loads(body)["results"]) == 30
+    for limit in range(1, 10):
+        _list(client, f"/api/chatroom?limit={limit}")
+    pages, stored_bytes = _cached(user)
+    assert 0 < pages < 9
+    assert stored_bytes <= settings.CHATROOM_LIST_CACHE_MAX_BYTES
+    assert _list(client, "/api/chatroom?limit=1")[0] == "HIT"
+    stranger = UserFactory.create()
+    ChatroomFactory.create(user=stranger, system_prompt="y" * 200)
+    other = client_for(stranger)
+    _list(other)
+    assert _list(other)[0] == "HIT"
+
+
+def test_a_later_page_does_not_extend_the_ttl(client: APIClient, user: User, settings) -> None:
+    settings.CHATROOM_LIST_CACHE_TTL = 60
+    ChatroomFactory.create(user=user)
+    _list(client)
+    pages_key = _pages_key(user)
+    redis = get_redis_connection("default")
+    first_ttl = redis.ttl(pages_key)
+    assert 0 < first_ttl <= 60
+    redis.expire(pages_key, 5)  # as if the first page were stored 55 s ago
+    _list(client, "/api/chatroom?limit=2")
+    assert _cached(user)[0] == 2
+    assert redis.ttl(pages_key) <= 5  # a later page does not extend the first one's life
 
 
 def test_keys_use_the_cache_prefix(client: APIClient, user: User, settings) -> None:
