@@ -14,7 +14,8 @@ then measures, each at its own concurrency:
   burst     --burst sends at once; time until every reply is completed
 
 Sending needs a daily limit the run cannot reach (BASIC_DAILY_LIMIT); bench/run.sh
-starts a server configured for this. Prints requests per second and p50/p99 latency.
+starts a server configured for this (and for the thousands of chatrooms the sends use,
+past MAX_CHATROOMS_PER_USER). Prints requests per second and p50/p99 latency.
 """
 
 from __future__ import annotations

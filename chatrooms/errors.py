@@ -19,6 +19,15 @@ class MessageNotFound(ApiError):
     message = "Message not found."
 
 
+class ChatroomLimitReached(ApiError):
+    status_code = 409
+    code = "chatroom_limit_reached"
+    message = "This account has as many chatrooms as it may have; delete one to create another."
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(details={"limit": limit})
+
+
 class CursorInvalid(ApiError):
     status_code = 400
     code = "invalid_cursor"

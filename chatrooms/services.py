@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -19,7 +20,13 @@ from redis.exceptions import RedisError
 from accounts.models import User
 from chatrooms import streaming
 from chatrooms.cache import list_cache_invalidate_on_commit
-from chatrooms.errors import ChatroomNotFound, MessageNotFound, ReplyInProgress, ReplyNotCancelable
+from chatrooms.errors import (
+    ChatroomLimitReached,
+    ChatroomNotFound,
+    MessageNotFound,
+    ReplyInProgress,
+    ReplyNotCancelable,
+)
 from chatrooms.models import Chatroom, Message
 from chatrooms.replies import (
     lease_live,
@@ -57,7 +64,16 @@ def _locked_chatroom(*, user: User, chatroom_id: int) -> Chatroom:
 
 
 def chatroom_create(*, user: User, name: str | None, system_prompt: str = "") -> Chatroom:
+    """Refused with ChatroomLimitReached once the user has MAX_CHATROOMS_PER_USER chatrooms."""
+    limit = settings.MAX_CHATROOMS_PER_USER
     with transaction.atomic():
+        # Creates of one user queue on the user's row, so two at the same instant cannot both
+        # pass the cap (a conditional INSERT alone would: each counts without the other's
+        # row). NO KEY UPDATE does not wait for, nor hold up, inserts that merely reference
+        # the user, such as a send counting its prompt.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).exists()
+        if Chatroom.objects.filter(user=user).count() >= limit:
+            raise ChatroomLimitReached(limit=limit)
         chatroom = Chatroom.objects.create(user=user, name=name, system_prompt=system_prompt)
         list_cache_invalidate_on_commit(user_id=user.pk)
     return chatroom

@@ -226,6 +226,8 @@ CHATROOM_LIST_CACHE_TTL = env_int("CHATROOM_LIST_CACHE_TTL", 300)
 CHATROOM_LIST_CACHE_MAX_PAGES = env_int("CHATROOM_LIST_CACHE_MAX_PAGES", 32)
 CHATROOM_LIST_CACHE_MAX_BYTES = env_int("CHATROOM_LIST_CACHE_MAX_BYTES", 1024 * 1024)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
+# Chatrooms one user may have; the next create is 409 chatroom_limit_reached.
+MAX_CHATROOMS_PER_USER = env_int("MAX_CHATROOMS_PER_USER", 1000)
 # The replay window of Idempotency-Key: a retry within it gets the first answer again; an
 # older key is forgotten (pruned hourly) and its reuse is a new send.
 IDEMPOTENCY_KEY_RETENTION_SECONDS = env_int("IDEMPOTENCY_KEY_RETENTION_SECONDS", 86400)

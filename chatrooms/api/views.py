@@ -155,7 +155,14 @@ class ChatroomListCreateView(APIView):
         operation_id="chatroom_create",
         summary="Create a chatroom",
         request=s.ChatroomWriteSerializer,
-        responses={201: s.ChatroomSerializer},
+        responses={
+            201: s.ChatroomSerializer,
+            409: _error(
+                "`chatroom_limit_reached`: the user already has "
+                f"{settings.MAX_CHATROOMS_PER_USER} chatrooms (MAX_CHATROOMS_PER_USER, in "
+                "`details.limit`); delete one to create another."
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = s.ChatroomWriteSerializer(data=request.data)
