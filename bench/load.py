@@ -14,8 +14,9 @@ then measures, each at its own concurrency:
   burst     --burst sends at once; time until every reply is completed
 
 Sending needs a daily limit the run cannot reach (BASIC_DAILY_LIMIT); bench/run.sh
-starts a server configured for this (and for the thousands of chatrooms the sends use,
-past MAX_CHATROOMS_PER_USER). Prints requests per second and p50/p99 latency.
+starts a server configured for this, and for one user's thousands of chatrooms and of
+requests a minute (MAX_CHATROOMS_PER_USER, API_RATE_PER_MINUTE: the throttle still counts
+every request, it never refuses one). Prints requests per second and p50/p99 latency.
 """
 
 from __future__ import annotations

@@ -55,6 +55,19 @@ class DatabaseUnavailable(ServiceUnavailable):
         )
 
 
+class RateLimited(ApiError):
+    """More requests than API_RATE_PER_MINUTE from one user within a minute (core.throttling)."""
+
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests; send this one again after Retry-After seconds."
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(
+            details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
 def api_error_of(exc: Exception) -> ApiError | None:
     """The ApiError that an exception stands for, if any: ours, or a database that did not
     answer (logged here, as a warning: an outage is not a bug)."""

@@ -13,7 +13,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from core.errors import api_error_of, error_body
+from core.errors import RateLimited, api_error_of, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ def _message(exc: Exception) -> str:
 
 
 def render_exception(exc: Exception) -> Response:
+    if isinstance(exc, drf.Throttled):
+        wait = getattr(exc, "wait", None)
+        exc = RateLimited(retry_after=math.ceil(wait) if wait is not None else 60)
     api_error = api_error_of(exc)
     if api_error is not None:
         return Response(
@@ -67,14 +70,6 @@ def render_exception(exc: Exception) -> Response:
         return Response(
             error_body("validation_error", "The request has invalid fields.", {"fields": fields}),
             status=400,
-        )
-    if isinstance(exc, drf.Throttled):
-        wait_seconds = getattr(exc, "wait", None)
-        wait = math.ceil(wait_seconds) if wait_seconds is not None else 60
-        return Response(
-            error_body("throttled", "Too many requests.", {"retry_after": wait}),
-            status=429,
-            headers={"Retry-After": str(wait)},
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -23,7 +23,7 @@ _CODES_BY_STATUS = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    429: "throttled",
+    429: "rate_limited",
     500: "server_error",
     503: "service_unavailable",
 }

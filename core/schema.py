@@ -1,5 +1,6 @@
 """OpenAPI generation: every operation documents the contract's error responses too, among
-them the 503 any endpoint answers while the database is down."""
+them the 503 any endpoint answers while the database is down and the 429 of the per-user
+request throttle."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ _RETRY_AFTER = {
     "schema": {"type": "integer"},
     "description": "Seconds to wait before sending the request again (`service_unavailable`).",
 }
+_RATE_LIMITED = (
+    f"`rate_limited`: more than {settings.API_RATE_PER_MINUTE} requests from this user in this "
+    "clock minute (API_RATE_PER_MINUTE, every authenticated endpoint together); send it again "
+    "after `Retry-After` seconds, also in `details.retry_after`."
+)
+_RATE_LIMITED_RETRY_AFTER = {
+    "schema": {"type": "integer"},
+    "description": "Seconds to wait before sending the request again.",
+}
 
 
 class ApiAutoSchema(AutoSchema):
@@ -52,18 +62,28 @@ class ApiAutoSchema(AutoSchema):
         errors = dict(_COMMON_ERRORS)
         if self.method in {"POST", "PUT", "PATCH"}:
             errors.update(_BODY_ERRORS)
-        if self.view.permission_classes and not getattr(self.view, "public_endpoint", False):
+        authenticated = bool(self.view.permission_classes) and not getattr(
+            self.view, "public_endpoint", False
+        )
+        if authenticated:
             errors.update(_AUTH_ERRORS)
+        # Added to what the view documents itself (a 503 billing_unavailable, a 429
+        # daily_limit_exceeded), never in place of it.
+        shared = {"503": _UNAVAILABLE}
+        if authenticated and self.view.throttle_classes:
+            shared["429"] = _RATE_LIMITED
         if "{" in self.path:
             errors.setdefault("404", "Not found, or not yours (`not_found`).")
-        errors["503"] = _UNAVAILABLE
+        errors.update(shared)
         for status, description in errors.items():
             if status not in responses:
                 responses[status] = self._get_response_for_code(
                     ErrorResponseSerializer, status, direction=direction
                 )
                 responses[status]["description"] = description
-            elif status == "503":  # the view's own 503 (billing_unavailable), or this one
-                responses[status]["description"] += f" Or {_UNAVAILABLE}"
+            elif status in shared:
+                responses[status]["description"] += f" Or {description}"
         responses["503"].setdefault("headers", {})["Retry-After"] = _RETRY_AFTER
+        if "429" in shared:
+            responses["429"].setdefault("headers", {})["Retry-After"] = _RATE_LIMITED_RETRY_AFTER
         return responses

@@ -226,6 +226,9 @@ CHATROOM_LIST_CACHE_TTL = env_int("CHATROOM_LIST_CACHE_TTL", 300)
 CHATROOM_LIST_CACHE_MAX_PAGES = env_int("CHATROOM_LIST_CACHE_MAX_PAGES", 32)
 CHATROOM_LIST_CACHE_MAX_BYTES = env_int("CHATROOM_LIST_CACHE_MAX_BYTES", 1024 * 1024)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
+# Requests one user may make to the authenticated API per clock minute; past it, 429
+# rate_limited. Counted in Redis, and not enforced while Redis is down (core.throttling).
+API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 1200)
 # Chatrooms one user may have; the next create is 409 chatroom_limit_reached.
 MAX_CHATROOMS_PER_USER = env_int("MAX_CHATROOMS_PER_USER", 1000)
 # The replay window of Idempotency-Key: a retry within it gets the first answer again; an
@@ -352,6 +355,7 @@ REST_FRAMEWORK = {
         "accounts.authentication.CachedUserJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.UserRequestThrottle"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.FirstRenderer",

@@ -32,6 +32,7 @@ from core.db import db_connection_release
 from core.errors import ApiError
 from core.exception_handler import render_exception
 from core.schema import ErrorResponseSerializer
+from core.throttling import request_wait_seconds
 
 STREAM_DESCRIPTION = """\
 Server-Sent Events (`text/event-stream`) of one reply:
@@ -94,6 +95,9 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         return response
     try:
         user = await _authenticate(request)
+        wait = await sync_to_async(request_wait_seconds)(user_id=user.pk)
+        if wait is not None:
+            raise drf.Throttled(wait)
         reply = await message_aget(user=user, chatroom_id=chatroom_id, message_id=message_id)
     except (ApiError, drf.APIException) as exc:
         return _error_response(exc)

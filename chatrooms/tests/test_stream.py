@@ -281,6 +281,21 @@ def test_only_get_is_allowed(make_exchange, pipeline_user):
     assert response["Allow"] == "GET"
 
 
+def test_opening_streams_counts_against_the_request_rate(
+    make_exchange, pipeline_user, settings, time_machine
+):
+    settings.API_RATE_PER_MINUTE = 1
+    time_machine.move_to(
+        dt.datetime(2026, 5, 1, 12, 0, 30, tzinfo=dt.UTC)
+    )  # not near a minute's end
+    reply = make_exchange()
+    Message.objects.filter(pk=reply.pk).update(status=Status.COMPLETED, content="Done.")
+    assert _get(_url(reply), _auth(pipeline_user)).status_code == 200
+    refused = _get(_url(reply), _auth(pipeline_user))
+    assert _error(refused) == (429, "rate_limited")
+    assert 1 <= int(refused["Retry-After"]) <= 30
+
+
 def test_the_stream_is_documented_in_the_openapi_schema(client):
     schema = client.get("/api/schema/?format=json").json()
     operation = schema["paths"]["/api/chatroom/{chatroom_id}/message/{message_id}/stream"]["get"]

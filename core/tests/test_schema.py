@@ -59,6 +59,43 @@ def test_every_contract_endpoint_is_documented_with_its_errors(schema, method, p
         assert content.get("schema", {}).get("$ref", "").endswith("/ErrorResponse"), (path, code)
 
 
+PUBLIC = {
+    ("post", "/api/auth/send-otp"),
+    ("post", "/api/auth/verify-otp"),
+    ("post", "/api/auth/signup"),
+    ("post", "/api/auth/login"),
+    ("post", "/api/auth/token/refresh"),
+    ("post", "/api/auth/forgot-password"),
+    ("post", "/api/auth/reset-password"),
+    ("post", "/api/webhook/stripe"),
+}
+
+
+def test_every_authenticated_endpoint_documents_the_request_throttle(schema, settings):
+    """The 429 rate_limited, with the rate the server runs with and Retry-After; public
+    endpoints, which the throttle does not count, do not promise it."""
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/") or path.startswith("/api/schema"):
+            continue
+        for method, operation in operations.items():
+            throttled = operation["responses"].get("429", {})
+            if (method, path) in PUBLIC:
+                assert "rate_limited" not in throttled.get("description", ""), (method, path)
+                continue
+            assert "`rate_limited`" in throttled["description"], (method, path)
+            assert f"{settings.API_RATE_PER_MINUTE} requests" in throttled["description"]
+            assert throttled["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+
+
+def test_the_chatroom_bounds_are_documented_with_their_settings(schema, settings):
+    chatrooms = schema["paths"]["/api/chatroom"]
+    create_409 = chatrooms["post"]["responses"]["409"]["description"]
+    assert "chatroom_limit_reached" in create_409
+    assert f"{settings.MAX_CHATROOMS_PER_USER} chatrooms" in create_409
+    assert "invalid_cursor" in chatrooms["get"]["responses"]["400"]["description"]
+    assert f"{settings.CHATROOM_LIST_CACHE_MAX_PAGES} pages" in chatrooms["get"]["description"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "codes"),
     [

@@ -1,0 +1,83 @@
+"""The per-user request throttle of the authenticated API: API_RATE_PER_MINUTE a minute.
+
+Each user has one counter per clock minute in Redis, bumped in one round trip (INCR and
+EXPIRE in one MULTI). Past the rate, DRF answers 429 `rate_limited` with Retry-After: the
+seconds left in that minute. A fixed window lets a client spend up to twice the rate across
+the edge of a minute; for a generous fairness limit that is worth its price, one small key
+and one round trip, where DRF's own throttles read and write a list of timestamps (two
+round trips, up to API_RATE_PER_MINUTE entries, and concurrent requests lose counts).
+
+It fails open: while Redis does not answer, requests go through. This throttle keeps one
+user from crowding out the others and guards no secret; the limits that protect something
+(wrong passwords, OTP sends, daily prompts) live in PostgreSQL. Refusing every request
+because a cache is down would turn a Redis outage into an API outage.
+
+Requests without a user (the public endpoints, which have limits of their own, and the
+Stripe webhook) are not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+from rest_framework.throttling import BaseThrottle
+
+if TYPE_CHECKING:  # rest_framework.views loads this module through its settings
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+
+def _key(*, user_id: int, window: int) -> str:
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    return f"{prefix}:throttle:{user_id}:{window}" if prefix else f"throttle:{user_id}:{window}"
+
+
+def _count_request(*, user_id: int, window: int) -> int:
+    """This user's requests in this window, this one included."""
+    pipe = get_redis_connection("default").pipeline(transaction=True)
+    key = _key(user_id=user_id, window=window)
+    pipe.incr(key)
+    pipe.expire(key, WINDOW_SECONDS * 2)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def request_wait_seconds(*, user_id: int) -> float | None:
+    """Counts a request of this user: None while within API_RATE_PER_MINUTE (or while Redis
+    cannot say), else the seconds until the minute ends."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    try:
+        count = _count_request(user_id=user_id, window=window)
+    except RedisError as exc:
+        logger.warning("Request throttle skipped, Redis unavailable: %r", exc)
+        return None
+    if count <= settings.API_RATE_PER_MINUTE:
+        return None
+    return (window + 1) * WINDOW_SECONDS - now
+
+
+class UserRequestThrottle(BaseThrottle):
+    """The throttle of every DRF view (DEFAULT_THROTTLE_CLASSES); DRF makes one per request."""
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user_id = getattr(request.user, "pk", None)
+        if user_id is None:
+            return True
+        self._wait = request_wait_seconds(user_id=user_id)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait
