@@ -36,6 +36,7 @@ import datetime as dt
 import enum
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ FAILURE_MESSAGES = {
 
 # What PostgreSQL cannot store in text: NUL, and (from JSON's \ud83d escapes) lone surrogates.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# After Redis failed a chunk, the next chunks are not published for this long (each try would
+# wait for its connect timeout while the model streams on).
+_PUBLISH_PAUSE_SECONDS = 1.0
 
 # Enough turns to fill any sensible AI_CONTEXT_TOKENS; context_fit picks the ones that fit.
 HISTORY_MAX_MESSAGES = 200
@@ -133,8 +137,9 @@ def reply_attempt(*, reply_id: int) -> float | None:
             logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
             outcome = Outcome(Ending.FAILED, "", error_code="ai_unavailable")
         else:
-            if claim.attempt > 1:
-                _publish(streaming.stream_reset_publish, reply_id=reply_id, attempt=claim.attempt)
+            _publish(
+                streaming.stream_attempt_start_publish, reply_id=reply_id, attempt=claim.attempt
+            )
             turns = context_fit(
                 turns=history,
                 budget_tokens=settings.AI_CONTEXT_TOKENS,
@@ -338,24 +343,31 @@ def _stream(
 
 
 class _DeltaPublisher:
-    """Publishes one attempt's chunks. Redis being down costs the live stream only: the
-    chunks are still generated and stored, and followers catch up from the database."""
+    """Publishes one attempt's chunks, each with its offset in the attempt's text. Redis being
+    down costs the live stream only: the chunks are still generated and stored, publishing
+    resumes a moment later, and followers see the hole by the offsets."""
 
     def __init__(self, claim: Claim) -> None:
         self._claim = claim
-        self._live = True
+        self._offset = 0
+        self._paused_until = 0.0
 
     def __call__(self, chunk: str) -> bool:
         """False: a cancel was requested, and the chunk was not published."""
-        if not self._live:
+        offset = self._offset
+        self._offset += len(chunk)
+        if time.monotonic() < self._paused_until:
             return True
         try:
             canceled = streaming.stream_delta_publish(
-                reply_id=self._claim.reply_id, attempt=self._claim.attempt, text=chunk
+                reply_id=self._claim.reply_id,
+                attempt=self._claim.attempt,
+                offset=offset,
+                text=chunk,
             )
         except RedisError:
             logger.warning("Reply %s: cannot publish chunks", self._claim.reply_id)
-            self._live = False
+            self._paused_until = time.monotonic() + _PUBLISH_PAUSE_SECONDS
             return True
         return not canceled
 

@@ -224,7 +224,8 @@ def _canceled_text_store(*, reply: Message) -> Message:
     gives the text it published until then, and store that text, unless the worker stored
     its own first (the same text). Returns the reply with its text.
 
-    With Redis unavailable the worker learns of the cancel from its lease (the keeper's next
+    With Redis unavailable, or restarted empty and missing some of the text, the worker
+    learns of the cancel from its next chunk (refused) or its lease (the keeper's next
     renewal, within a third of REPLY_LEASE_SECONDS) and stores what it generated: the reply
     returned here has the text stored so far, and a later GET the final one.
     """
@@ -232,6 +233,8 @@ def _canceled_text_store(*, reply: Message) -> Message:
         text = streaming.cancel_mark(reply_id=reply.pk, attempt=reply.attempts)
     except RedisError:
         logger.warning("Could not mark reply %s as canceled in Redis", reply.pk, exc_info=True)
+        return reply
+    if text is None:  # the stream lost chunks: the worker stores the text
         return reply
     stored = reply_cancel_settle(reply_id=reply.pk, attempt=reply.attempts, text=text)
     if stored is None:

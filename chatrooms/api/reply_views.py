@@ -54,6 +54,9 @@ connects after the end gets the full text as one delta and `done` at once. A com
 - `stream_unavailable`: the live stream is down; poll the message instead.
 - `not_found`: the message was deleted meanwhile.
 
+Should the live stream lose chunks (its Redis restarted empty mid-reply), the deltas stop at
+the hole and the rest of the text comes as one delta just before `done`.
+
 A user message streams too: its content as one delta, then `done`.
 """
 

@@ -150,8 +150,12 @@ def test_retryable_errors_are_retried_then_the_reply_completes(
     assert len(fake_gemini.requests) == 4
     assert counted(pipeline_user.pk) == 1
     events = published(reply.pk)
-    # The text of the broken attempt was followed by a reset when the next attempt began.
-    assert [e["type"] for e in events[:2]] == ["delta", "reset"]
+    # Each attempt starts with its mark; the broken one's text is followed by the next's start.
+    assert [(e["type"], e["attempt"]) for e in events[:3]] == [
+        ("start", "1"),
+        ("start", "2"),
+        ("delta", "2"),
+    ]
     assert "".join(e["text"] for e in events if e["type"] == "delta" and e["attempt"] == "4") == (
         "Third time lucky."
     )

@@ -202,10 +202,34 @@ def test_cancel_needs_a_token(make_exchange, api_client):
 
 def test_after_the_cancel_mark_no_chunk_joins_the_stream(make_exchange, published):
     reply = make_exchange()
-    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="a")
-    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="b")
-    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="c")
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="a")
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=2)
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=0, text="b")
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=1, text="c")
 
     assert streaming.cancel_mark(reply_id=reply.pk, attempt=2) == "bc"
-    assert streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="d")
-    assert [e["text"] for e in published(reply.pk)] == ["a", "b", "c"]
+    assert streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=2, text="d")
+    deltas = [e["text"] for e in published(reply.pk) if e["type"] == "delta"]
+    assert deltas == ["a", "b", "c"]
+
+
+def test_a_cancel_leaves_the_text_to_the_worker_when_the_stream_lost_some(make_exchange):
+    """Redis restarted empty under the reply: what the new stream holds is not all the text."""
+    reply = make_exchange()
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=5, text="later")
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) is None
+
+
+def test_a_cancel_before_the_first_chunk_of_a_lost_stream_leaves_the_text_to_the_worker(
+    make_exchange,
+):
+    """Nothing in the new stream, not even the attempt's start: the worker may have text."""
+    reply = make_exchange()
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) is None
+
+
+def test_a_cancel_before_the_first_chunk_is_an_empty_text(make_exchange):
+    reply = make_exchange()
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == ""

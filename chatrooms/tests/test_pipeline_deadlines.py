@@ -95,4 +95,4 @@ def test_a_model_slower_between_chunks_than_the_lease_is_kept_and_completes(
         1,
     )
     assert len(fake_gemini.requests) == 1
-    assert [e["type"] for e in published(reply.pk)].count("reset") == 0
+    assert [e["type"] for e in published(reply.pk)].count("start") == 1

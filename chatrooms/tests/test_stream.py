@@ -124,9 +124,9 @@ def test_a_late_joiner_gets_the_text_so_far_then_the_rest(
 
 def test_a_restart_after_text_was_sent_ends_the_stream_with_an_error(make_exchange, pipeline_user):
     reply = make_exchange()
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="First try ")
-    streaming.stream_reset_publish(reply_id=reply.pk, attempt=2)
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="Second try")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="First try ")
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=2)
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=0, text="Second try")
 
     # A client that had the first attempt's text is told to reconnect...
     follower = streaming.ReplyFollower()
@@ -150,9 +150,9 @@ def test_a_restart_after_text_was_sent_ends_the_stream_with_an_error(make_exchan
 
 def test_chunks_of_a_stale_attempt_are_ignored(make_exchange, pipeline_user):
     reply = make_exchange()
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="New ")
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="OLD")
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, text="text")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=0, text="New ")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="OLD")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=2, offset=4, text="text")
     streaming.stream_done_publish(
         reply_id=reply.pk, message={"id": reply.pk, "content": "New text", "status": "completed"}
     )
@@ -166,7 +166,7 @@ def test_a_reply_whose_end_never_reached_redis_ends_from_the_database(
     settings.REPLY_STREAM_KEEPALIVE_SECONDS = 1
     reply = make_exchange()
     Message.objects.filter(pk=reply.pk).update(status=Status.STREAMING)
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="Hel")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="Hel")
 
     def worker_finishes_but_redis_loses_the_end() -> None:
         Message.objects.filter(pk=reply.pk).update(
@@ -198,7 +198,7 @@ def test_a_canceled_reply_is_followed_until_its_worker_stored_the_text(
     Message.objects.filter(pk=reply.pk).update(
         status=Status.CANCELED, attempts=1, lease_expires_at=Now() + dt.timedelta(seconds=30)
     )
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="Kept text")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="Kept text")
     done = {"id": reply.pk, "content": "Kept text", "status": "canceled"}
     streaming.stream_done_publish(reply_id=reply.pk, message=done)
 
@@ -211,7 +211,7 @@ def test_a_canceled_reply_whose_worker_died_is_served_from_the_database(
     make_exchange, pipeline_user
 ):
     reply = make_exchange()
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, text="Lost text")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="Lost text")
     Message.objects.filter(pk=reply.pk).update(
         status=Status.CANCELED, attempts=1, lease_expires_at=Now() - dt.timedelta(seconds=5)
     )
@@ -310,7 +310,52 @@ def test_a_final_message_that_does_not_extend_what_was_seen_still_ends_with_done
     # A cancel that landed while the reply waited for a retry: the client saw the first
     # attempt's text, the stored content is empty. The stream still ends with `done`.
     follower = streaming.ReplyFollower()
-    follower.feed([("1-0", {"type": "delta", "attempt": "1", "text": "Hel"})])
+    follower.feed([("1-0", {"type": "delta", "attempt": "1", "offset": "0", "text": "Hel"})])
     final = {"id": 7, "content": "", "status": "canceled"}
     events = follower.finish(final)
     assert [(event.name, event.data) for event in events] == [("done", final)]
+
+
+def _delta(offset: int, text: str, attempt: int = 1) -> streaming.Entry:
+    return ("0-1", {"type": "delta", "attempt": str(attempt), "offset": str(offset), "text": text})
+
+
+def _shown(events: list[streaming.SseEvent]) -> list[tuple[str | None, Any]]:
+    return [(event.name, event.data) for event in events]
+
+
+def test_after_a_hole_in_the_stream_the_rest_of_the_text_comes_with_done():
+    """Redis restarted empty after "Hello ": the new stream goes on at "wor"."""
+    follower = streaming.ReplyFollower()
+    seen = follower.feed([_delta(0, "Hello ")])
+    held = follower.feed([_delta(9, "ld"), _delta(11, "!")])
+    final = {"id": 7, "content": "Hello world!", "status": "completed"}
+    done = follower.finish(final)
+
+    assert _shown(seen) == [("delta", {"text": "Hello "})]
+    assert held == []
+    assert _shown(done) == [("delta", {"text": "world!"}), ("done", final)]
+
+
+def test_a_late_joiner_whose_stream_starts_mid_text_waits_for_done():
+    follower = streaming.ReplyFollower()
+    backlog = [_delta(6, "world")]
+    follower.skip_superseded(backlog)
+    assert follower.feed(backlog) == []
+    final = {"id": 7, "content": "Hello world", "status": "completed"}
+    assert _shown(follower.finish(final)) == [("delta", {"text": "Hello world"}), ("done", final)]
+
+
+def test_a_chunk_seen_before_is_not_sent_twice():
+    follower = streaming.ReplyFollower()
+    events = follower.feed([_delta(0, "Hello"), _delta(0, "Hello"), _delta(3, "lo there")])
+    assert _shown(events) == [("delta", {"text": "Hello"}), ("delta", {"text": " there"})]
+
+
+def test_a_new_attempt_after_a_hole_streams_live_again():
+    follower = streaming.ReplyFollower()
+    follower.feed([_delta(4, "late")])  # a hole: nothing sent yet
+    events = follower.feed(
+        [("0-2", {"type": "start", "attempt": "2"}), _delta(0, "Fresh", attempt=2)]
+    )
+    assert _shown(events) == [("delta", {"text": "Fresh"})]

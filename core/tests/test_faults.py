@@ -307,13 +307,13 @@ def test_a_worker_killed_mid_reply_is_noticed_and_its_reply_completes_exactly_on
     assert _model_requests(product, "Tell me a long story") == 2
     # A stream client sees the whole text once, then done ...
     assert user.stream(room, reply) == [("delta", {"text": full}), ("done", polled)]
-    # ... and Redis tells the story: attempt 1's chunks, a reset, attempt 2's text, done.
+    # ... and Redis tells the story: attempt 1's chunks, attempt 2's start, its text, done.
     entries = product.stream_entries(events_key(reply))
     kinds = [(entry["type"], entry.get("attempt")) for entry in entries]
-    reset = kinds.index(("reset", "2"))
-    assert set(kinds[:reset]) == {("delta", "1")}
-    assert set(kinds[reset + 1 : -1]) == {("delta", "2")}
-    assert "".join(entry["text"] for entry in entries[reset + 1 : -1]) == full
+    second = kinds.index(("start", "2"))
+    assert set(kinds[:second]) == {("start", "1"), ("delta", "1")}
+    assert set(kinds[second + 1 : -1]) == {("delta", "2")}
+    assert "".join(entry["text"] for entry in entries[second + 1 : -1]) == full
     ready = wait_until(
         lambda: _worker_readiness(product, 200), timeout=5, what="/readyz/worker to be 200"
     )
@@ -385,9 +385,9 @@ def test_redis_restarted_empty_under_traffic_answers_no_500_and_forgets_no_limit
 STORY = " ".join(f"w{index}" for index in range(40))
 
 
-def _send_a_long_story(case: Case, user: ApiUser, room: int) -> int:
-    """A prompt whose reply streams for 6 s."""
-    case.product.model.script(Reply(text=STORY, chunks=40, chunk_delay=0.15))
+def _send_a_long_story(case: Case, user: ApiUser, room: int, *, chunk_delay: float = 0.15) -> int:
+    """A prompt whose reply streams in 40 chunks (6 s by default)."""
+    case.product.model.script(Reply(text=STORY, chunks=40, chunk_delay=chunk_delay))
     return user.send_ok(room, "Tell me a long story")
 
 
@@ -435,13 +435,12 @@ def test_redis_restarted_mid_stream_keeps_the_worker_and_ends_the_reply_once(cas
 
     assert (polled["status"], polled["content"]) == ("completed", STORY)
     # The client that followed it got everything, or errors to reconnect after, then the
-    # reply's whole text in `done` (but see the next test).
+    # reply's whole text, whose deltas join to the content, and `done`.
     for broken in streams[:-1]:
         assert broken[-1][0] == "error", broken
         assert broken[-1][1]["code"] == "stream_unavailable", broken
     assert streams[-1][-1] == ("done", polled)
-    if len(streams) == 1:
-        assert _text(streams[0]) == STORY
+    assert _text(streams[-1]) == STORY
     # The worker lived through it and takes the next message from the new Redis.
     product.model.script(Reply(text="Still here.", chunks=2))
     second = user.send_ok(room, "Are you still there?")
@@ -459,22 +458,12 @@ def test_redis_restarted_mid_stream_keeps_the_worker_and_ends_the_reply_once(cas
     assert_invariants(case)
 
 
-class StreamGap(AssertionError):
-    """A stream whose deltas do not join to the reply's text."""
-
-
-@pytest.mark.xfail(
-    raises=StreamGap,
-    strict=True,
-    reason="Known defect: Redis restarted empty under a streaming reply loses the chunks "
-    "published before; a client that connects (or reconnects) while the reply goes on gets "
-    "only the later chunks, then `done` with the whole text (API.md: the deltas joined equal "
-    "the final content).",
-)
 def test_a_client_joining_after_redis_restarted_mid_stream_gets_the_whole_text(case: Case):
+    """The new Redis holds only the chunks published after the restart: the client gets no
+    delta it cannot join to the text before, and the rest of the text comes with `done`."""
     user = case.user()
     room = user.chatroom()
-    reply = _send_a_long_story(case, user, room)
+    reply = _send_a_long_story(case, user, room, chunk_delay=0.4)  # 16 s: it joins mid-reply
     _restart_redis_three_chunks_into(case, reply)
     events = case.product.redis_client()
     wait_until(
@@ -487,9 +476,8 @@ def test_a_client_joining_after_redis_restarted_mid_stream_gets_the_whole_text(c
     polled = user.finished(room, reply, timeout=20)
     assert (polled["status"], polled["content"]) == ("completed", STORY)
     assert joined[-1] == ("done", polled)
+    assert _text(joined) == STORY
     assert_invariants(case)
-    if _text(joined) != STORY:
-        raise StreamGap(f"deltas joined: {_text(joined)!r}")
 
 
 # --- 4. PostgreSQL restarted ---------------------------------------------------------------------
