@@ -16,6 +16,7 @@ from chatrooms.models import (
     CHATROOM_SYSTEM_PROMPT_MAX_CHARS,
     Message,
 )
+from chatrooms.selectors import DETAIL_MESSAGES
 from core.fields import StrictCharField
 
 # --- Input -----------------------------------------------------------------------------
@@ -97,7 +98,9 @@ class MessageSerializer(serializers.Serializer):
 
 
 class ChatroomDetailSerializer(ChatroomSerializer):
-    messages = MessageSerializer(many=True, help_text="The newest 50 messages, oldest first.")
+    messages = MessageSerializer(
+        many=True, help_text=f"The newest {DETAIL_MESSAGES} messages, oldest first."
+    )
     has_more_messages = serializers.BooleanField(
         help_text="Older messages exist: page them with `/messages?before=<first id>`."
     )

@@ -59,11 +59,11 @@ _IDEMPOTENCY_KEY = OpenApiParameter(
     str,
     location=OpenApiParameter.HEADER,
     description=(
-        "Up to 255 characters, unique per user. A retry with the same key answers the first "
-        "202 again (same body and ids, header `Idempotent-Replayed: true`) and is counted "
-        "once. The same key with another chatroom or content: 422 "
-        "`idempotency_key_mismatch`. Errors (400, 404, 409, 429) are not remembered: a retry "
-        "after one is evaluated again."
+        f"Up to {IDEMPOTENCY_KEY_MAX_CHARS} characters, unique per user. A retry with the "
+        "same key answers the first 202 again (same body and ids, header "
+        "`Idempotent-Replayed: true`) and is counted once. The same key with another "
+        "chatroom or content: 422 `idempotency_key_mismatch`. Errors (400, 404, 409, 429) "
+        "are not remembered: a retry after one is evaluated again."
     ),
 )
 _RATE_LIMIT_HEADERS = [
@@ -259,14 +259,16 @@ class MessageSendView(APIView):
                 "This chatroom's last reply is still pending or streaming "
                 "(`reply_in_progress`; `details.reply_id` names it). A reply that no worker is "
                 "left to finish (none alive, and the reply idle for "
-                "REPLY_ABANDONED_AFTER_SECONDS) does not block: the send fails it first "
+                f"REPLY_ABANDONED_AFTER_SECONDS, {settings.REPLY_ABANDONED_AFTER_SECONDS} s, past "
+                "its lease) does not block: the send fails it first "
                 "(`worker_unavailable`, its prompt given back)."
             ),
             422: _error(
                 "The Idempotency-Key was used for another request (`idempotency_key_mismatch`)."
             ),
             429: _error(
-                "Daily limit reached (`daily_limit_exceeded`, details "
+                f"Daily limit of {settings.BASIC_DAILY_LIMIT} prompts (BASIC_DAILY_LIMIT) "
+                "reached (`daily_limit_exceeded`, details "
                 "`{limit, used, resets_at}`, headers Retry-After and X-RateLimit-*)."
             ),
         },

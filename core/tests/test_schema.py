@@ -2,6 +2,9 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from chatrooms.api.views import IDEMPOTENCY_KEY_MAX_CHARS
+from chatrooms.selectors import DETAIL_MESSAGES
+
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
@@ -94,6 +97,18 @@ def test_the_chatroom_bounds_are_documented_with_their_settings(schema, settings
     assert f"{settings.MAX_CHATROOMS_PER_USER} chatrooms" in create_409
     assert "invalid_cursor" in chatrooms["get"]["responses"]["400"]["description"]
     assert f"{settings.CHATROOM_LIST_CACHE_MAX_PAGES} pages" in chatrooms["get"]["description"]
+
+
+def test_the_send_documents_its_numbers_from_settings(schema, settings):
+    send = schema["paths"]["/api/chatroom/{chatroom_id}/message"]["post"]
+    assert f"{settings.BASIC_DAILY_LIMIT} prompts" in send["responses"]["429"]["description"]
+    assert f"{settings.REPLY_ABANDONED_AFTER_SECONDS} s" in send["responses"]["409"]["description"]
+    key = next(p for p in send["parameters"] if p["name"] == "Idempotency-Key")
+    assert f"Up to {IDEMPOTENCY_KEY_MAX_CHARS} characters" in key["description"]
+    content = schema["components"]["schemas"]["MessageSendRequest"]["properties"]["content"]
+    assert f"({settings.MESSAGE_MAX_CHARS})" in content["description"]
+    detail = schema["components"]["schemas"]["ChatroomDetail"]["properties"]["messages"]
+    assert f"newest {DETAIL_MESSAGES} messages" in detail["description"]
 
 
 @pytest.mark.parametrize(
