@@ -13,4 +13,5 @@ RUN SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build REDIS_URL=red
 USER app
 
 EXPOSE 8000
-CMD ["sh", "-c", "uvicorn gemini_clone.asgi:application --host 0.0.0.0 --port ${PORT:-8000} --workers ${WEB_CONCURRENCY:-2} --loop uvloop --http httptools --no-access-log --proxy-headers"]
+# The Procfile holds the commands; compose runs its worker and beat lines the same way.
+CMD ["bash", "scripts/proc.sh", "web"]

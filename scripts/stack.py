@@ -35,6 +35,7 @@ PYTHON = sys.executable
 COLORS = {"web": "36", "worker": "35", "beat": "33", "stripe": "32"}
 # Started again when they exit. The web server and the Stripe stand-in are not: their exits
 # (a port in use, a bad setting) would only repeat.
+PROCESSES = ("web", "worker", "beat")  # the Procfile's process types
 RESTARTED = ("worker", "beat")
 RESTART_DELAY_FIRST_SECONDS = 1.0
 RESTART_DELAY_MAX_SECONDS = 30.0
@@ -185,23 +186,14 @@ def run() -> int:
     except BaseException:
         _stop_all({"stripe": stripe} if stripe is not None else {}, redis)
         raise
-    celery = [PYTHON, "-m", "celery", "-A", "gemini_clone"]
-    commands = {
-        "web": [
-            PYTHON, "-m", "uvicorn", "gemini_clone.asgi:application",
-            "--host", host, "--port", port,
-            "--workers", os.environ.get("WEB_CONCURRENCY", "1"),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        ],
-        "worker": [
-            *celery, "worker", "--loglevel", "INFO", "--pool", "threads",
-            "--concurrency", os.environ.get("WORKER_CONCURRENCY", "32"),
-        ],
-        "beat": [
-            *celery, "beat", "--loglevel", "INFO",
-            "--schedule", str(data_dir / "celerybeat-schedule"),
-        ],
-    }  # fmt: skip
+    # The Procfile's commands, as the Docker image and compose run them, with the local
+    # defaults: one web process, 32 worker threads, the beat schedule in the data folder.
+    os.environ["HOST"] = host
+    os.environ.setdefault("WEB_CONCURRENCY", "1")
+    os.environ.setdefault("WORKER_CONCURRENCY", "32")
+    os.environ.setdefault("CELERY_BEAT_SCHEDULE", str(data_dir / "celerybeat-schedule"))
+    os.environ["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    commands = {name: ["bash", str(ROOT / "scripts" / "proc.sh"), name] for name in PROCESSES}
     processes = {name: _spawn(name, args) for name, args in commands.items()}
     if stripe is not None:
         processes["stripe"] = stripe

@@ -36,7 +36,8 @@ def _celery_worker(run: ManagedProcess) -> int | None:
     for pid in _children(run.popen.pid):
         with contextlib.suppress(FileNotFoundError):
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"celery" in args and b"worker" in args:
+            names = {Path(arg.decode()).name for arg in args}  # `celery`, or its path
+            if "celery" in names and "worker" in names:
                 return pid
     return None
 
@@ -80,3 +81,14 @@ def test_the_run_command_starts_a_killed_worker_again(tmp_path: Path):
         for pid in children:  # whatever the run command left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_the_image_compose_and_the_run_command_start_the_procfiles_commands():
+    root = Path(__file__).resolve().parents[2]
+    procfile = (root / "Procfile").read_text()
+    assert [line.partition(":")[0] for line in procfile.splitlines()] == ["web", "worker", "beat"]
+    assert 'CMD ["bash", "scripts/proc.sh", "web"]' in (root / "Dockerfile").read_text()
+    compose = (root / "docker-compose.yml").read_text()
+    assert "command: bash scripts/proc.sh worker" in compose
+    assert "command: bash scripts/proc.sh beat" in compose
+    assert '"scripts" / "proc.sh"' in (root / "scripts" / "stack.py").read_text()
