@@ -30,7 +30,10 @@ As a process, driven over HTTP by end-to-end tests and benchmarks:
     POST /_fake/reset    optional {"latency": s, "chunks": n} -> {"ok": true}
     GET  /_fake/health                                        -> {"ok": true}
 
-This is test and benchmark tooling; nothing in the product imports it.
+This is test and benchmark tooling; nothing in the product imports it. It is one file of
+standard-library code on purpose: the side-by-side benchmark (`../shared/peer-bench`) copies
+it alone and runs it with any Python 3. So the HTTP server under both local stand-ins,
+`StubServer`, lives here, and `fake_stripe` imports it from here.
 """
 
 from __future__ import annotations
@@ -48,11 +51,55 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from testing.stub_server import StubServer
+# --- The HTTP server under the local stand-ins (this one and fake_stripe) ----------------------
+#
+# A threading server that remembers its open connections, so stopping it also cuts keep-alive
+# and in-flight ones (their threads end with the server), and that treats a client hanging up
+# (a timeout, a cancel, a closed pool) as routine rather than an error.
+
+StateT = TypeVar("StateT")
+
+
+class StubServer(ThreadingHTTPServer, Generic[StateT]):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        state: StateT,
+        *,
+        backlog: int = 128,
+    ) -> None:
+        self.state = state
+        self.request_queue_size = backlog
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
 
 DEFAULT_API_KEY = "fake-gemini-key"
 

@@ -134,7 +134,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from testing.stub_server import StubServer
+from testing.fake_gemini import StubServer
 
 DEFAULT_API_KEY = "sk_test_local_standin"
 DEFAULT_WEBHOOK_SECRET = "whsec_local_standin"  # noqa: S105 (a well-known local placeholder)

@@ -186,3 +186,22 @@ def test_as_a_process_it_is_driven_over_http(settings):
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_it_runs_as_one_file_of_the_standard_library(tmp_path: Path):
+    """The side-by-side benchmark copies fake_gemini.py alone and runs it with python3."""
+    alone = tmp_path / "fake_gemini.py"
+    alone.write_text(Path(__file__).parents[1].joinpath("fake_gemini.py").read_text())
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-B", str(alone), "--port", "0", "--print-url"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert httpx.get(f"{url}/_fake/health", timeout=5).json() == {"ok": True}
+    finally:
+        process.kill()
+        process.wait()
