@@ -61,3 +61,12 @@ class IdempotencyKeyBusy(ApiError):
     status_code = 409
     code = "idempotency_conflict"
     message = "The request could not be completed; retry it."
+
+
+class StreamsTooMany(ApiError):
+    status_code = 429
+    code = "too_many_streams"
+    message = "Too many reply streams are open; close one, or poll the message instead."
+
+    def __init__(self, *, limit: int, retry_after: int) -> None:
+        super().__init__(details={"limit": limit}, headers={"Retry-After": str(retry_after)})

@@ -30,15 +30,15 @@ from types import TracebackType
 from typing import Any, cast
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-# The worker's calls are short; a follower's blocking read waits up to the keep-alive interval.
+from chatrooms.stream_reader import Entry, Follow, stream_reader
+
+# The worker's calls are short.
 _SOCKET_TIMEOUT_SECONDS = 5
 _CONNECT_TIMEOUT_SECONDS = 2
-_READ_BATCH = 500
 
 _client_lock = threading.Lock()
 _client: tuple[str, redis.Redis, _Scripts] | None = None
@@ -168,8 +168,6 @@ def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
 
 # --- Following (the SSE endpoint) ----------------------------------------------------------
 
-Entry = tuple[str, dict[str, str]]
-
 
 @dataclass(frozen=True)
 class SseEvent:
@@ -273,21 +271,15 @@ class ReplyFollower:
 
 
 class ReplyEventSource:
-    """Reads one reply's stream with its own connection (a blocking read holds it).
-
-    Use it as an async context manager; the connection is closed on exit, also when the
-    client goes away and the request is cancelled.
-    """
+    """Reads one reply's stream through the process's shared reader (`stream_reader`): no
+    connection of its own. Use it as an async context manager; leaving it, also when the
+    client goes away and the request is cancelled, stops following."""
 
     def __init__(self, *, reply_id: int) -> None:
         self._key = events_key(reply_id)
+        self._reader = stream_reader()
+        self._follow: Follow | None = None
         self._last_id = "0-0"
-        self._client = aioredis.Redis.from_url(
-            settings.REDIS_URL,
-            decode_responses=True,
-            socket_timeout=settings.REPLY_STREAM_KEEPALIVE_SECONDS + _SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-        )
 
     async def __aenter__(self) -> ReplyEventSource:
         return self
@@ -298,24 +290,18 @@ class ReplyEventSource:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._client.aclose()
+        if self._follow is not None:
+            self._reader.unfollow(self._follow)
 
     async def backlog(self) -> list[Entry]:
         """Everything published so far."""
-        entries = await self._client.xrange(self._key)
-        return self._advance(cast(list[Entry], entries))
-
-    async def wait(self, *, seconds: float) -> list[Entry]:
-        """What comes after the last entry read, waiting up to `seconds` for it."""
-        response = await self._client.xread(
-            {self._key: self._last_id}, count=_READ_BATCH, block=max(int(seconds * 1000), 1)
-        )
-        if not response:
-            return []
-        ((_key, entries),) = cast(list[tuple[str, list[Entry]]], response)
-        return self._advance(entries)
-
-    def _advance(self, entries: list[Entry]) -> list[Entry]:
+        entries = cast(list[Entry], await self._reader.client.xrange(self._key))
         if entries:
             self._last_id = entries[-1][0]
         return entries
+
+    async def wait(self, *, seconds: float) -> list[Entry]:
+        """What comes after the last entry read, waiting up to `seconds` for it."""
+        if self._follow is None:
+            self._follow = self._reader.follow(key=self._key, after_id=self._last_id)
+        return await self._follow.wait(seconds=seconds)

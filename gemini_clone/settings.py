@@ -264,6 +264,11 @@ REPLY_TIME_LIMIT_SECONDS = env_int("REPLY_TIME_LIMIT_SECONDS", 240)
 REPLY_DB_CONNECTIONS = env_int("REPLY_DB_CONNECTIONS", 20)
 REPLY_STREAM_TTL_SECONDS = env_int("REPLY_STREAM_TTL_SECONDS", 3600)  # Redis events after done
 REPLY_STREAM_KEEPALIVE_SECONDS = env_int("REPLY_STREAM_KEEPALIVE_SECONDS", 15)
+# Open reply streams: per user across every web process, and per web process.
+MAX_OPEN_STREAMS_PER_USER = env_int("MAX_OPEN_STREAMS_PER_USER", 10)
+MAX_OPEN_STREAMS_PER_PROCESS = env_int("MAX_OPEN_STREAMS_PER_PROCESS", 500)
+# Redis connections a web process uses for all its open streams together.
+STREAM_REDIS_CONNECTIONS = env_int("STREAM_REDIS_CONNECTIONS", 4)
 # A reply in flight that nothing happened to for this long past its lease, while no worker is
 # alive, is failed and its prompt given back by the next send to its chatroom.
 REPLY_ABANDONED_AFTER_SECONDS = env_int("REPLY_ABANDONED_AFTER_SECONDS", 120)

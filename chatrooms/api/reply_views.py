@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -27,6 +28,7 @@ from chatrooms.api import serializers as s
 from chatrooms.following import reply_events
 from chatrooms.payloads import message_payload
 from chatrooms.selectors import message_aget
+from chatrooms.stream_slots import StreamSlot
 from chatrooms.streaming import SseEvent
 from core.db import db_connection_release
 from core.errors import ApiError
@@ -34,19 +36,24 @@ from core.exception_handler import render_exception
 from core.schema import ErrorResponseSerializer
 from core.throttling import request_wait_seconds
 
-STREAM_DESCRIPTION = """\
+_KEEPALIVE = settings.REPLY_STREAM_KEEPALIVE_SECONDS
+_PER_USER = settings.MAX_OPEN_STREAMS_PER_USER
+_PER_PROCESS = settings.MAX_OPEN_STREAMS_PER_PROCESS
+
+STREAM_DESCRIPTION = f"""\
 Server-Sent Events (`text/event-stream`) of one reply:
 
-- `event: delta` with `{"text": "..."}` for each chunk;
+- `event: delta` with `{{"text": "..."}}` for each chunk;
 - then exactly one `event: done` whose data is the final message, whatever its status
   (`completed`, `failed`, `blocked`, `canceled`); the stream ends after it.
 
 The deltas joined equal the final `content`. A client that connects while the reply is being
 generated first gets everything generated so far, then the rest as it comes; one that
 connects after the end gets the full text as one delta and `done` at once. A comment line
-`: keep-alive` comes every 15 s (REPLY_STREAM_KEEPALIVE_SECONDS) while nothing else does.
+`: keep-alive` comes every {_KEEPALIVE} s (REPLY_STREAM_KEEPALIVE_SECONDS) while nothing else
+does.
 
-`event: error` with `{code, message}` ends the stream when it cannot go on:
+`event: error` with `{{code, message}}` ends the stream when it cannot go on:
 
 - `stream_restarted`: generation started over (a retry after an error, or another worker
   took over from one that died) after this client had received text. Reconnect: the new
@@ -58,6 +65,12 @@ Should the live stream lose chunks (its Redis restarted empty mid-reply), the de
 the hole and the rest of the text comes as one delta just before `done`.
 
 A user message streams too: its content as one delta, then `done`.
+
+At most {_PER_USER} streams of one user are open at once (MAX_OPEN_STREAMS_PER_USER, across
+all servers), and {_PER_PROCESS} on one server process (MAX_OPEN_STREAMS_PER_PROCESS): past
+either, 429 `too_many_streams` with `details.limit` and `Retry-After`. A stream's slot is
+given back when it ends or its client disconnects (should a server die: {_KEEPALIVE * 3} s
+later).
 """
 
 
@@ -102,22 +115,28 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         if wait is not None:
             raise drf.Throttled(wait)
         reply = await message_aget(user=user, chatroom_id=chatroom_id, message_id=message_id)
+        slot = StreamSlot(user_id=user.pk)
+        await slot.take()
     except (ApiError, drf.APIException) as exc:
         return _error_response(exc)
     finally:
         await sync_to_async(db_connection_release)()
 
     stream = StreamingHttpResponse(
-        _sse_body(reply_events(reply=reply)), content_type="text/event-stream"
+        _sse_body(reply_events(reply=reply), slot=slot), content_type="text/event-stream"
     )
     stream["Cache-Control"] = "no-cache"
     stream["X-Accel-Buffering"] = "no"
     return stream
 
 
-async def _sse_body(events: AsyncIterator[SseEvent]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield sse_encode(event)
+async def _sse_body(events: AsyncIterator[SseEvent], *, slot: StreamSlot) -> AsyncIterator[bytes]:
+    """The stream's bytes; its slot is renewed while it lasts and given back when it ends,
+    also when Django cancels it because the client went away."""
+    async with slot:
+        async for event in events:
+            await slot.renew_if_due()
+            yield sse_encode(event)
 
 
 def sse_encode(event: SseEvent) -> bytes:
@@ -170,6 +189,10 @@ class ReplyStreamSchemaView(APIView):
                 description="`event: delta` frames, then one `event: done` (see above).",
             ),
             405: _error("Only GET (`method_not_allowed`)."),
+            429: _error(
+                "`too_many_streams` (see above), or `rate_limited`: the request rate "
+                "applies to opening a stream."
+            ),
         },
     )
     def get(self, request: Request, chatroom_id: int, message_id: int) -> Response:

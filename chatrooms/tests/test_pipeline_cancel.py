@@ -28,6 +28,10 @@ def _cancel(user, message):
     return client_for(user).post(f"/api/chatroom/{message.chatroom_id}/message/{message.pk}/cancel")
 
 
+def _deltas(events: list[dict[str, str]]) -> int:
+    return sum(1 for event in events if event["type"] == "delta")
+
+
 def test_canceling_a_pending_reply_ends_it_and_no_worker_runs_it(
     fake_gemini,
     make_exchange,
@@ -64,7 +68,7 @@ def test_canceling_a_streaming_reply_stops_the_worker_and_keeps_the_text(
     started = time.monotonic()
     worker.start()
     try:
-        wait_until(lambda: len(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
+        wait_until(lambda: _deltas(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
         response = _cancel(pipeline_user, reply)
         assert response.status_code == 200
         assert response.json()["status"] == "canceled"
@@ -97,7 +101,7 @@ def test_cancel_answers_the_text_so_far_as_done_and_a_later_get_show_it(
     worker = threading.Thread(target=reply_generate.apply, args=([reply.pk],))
     worker.start()
     try:
-        wait_until(lambda: len(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
+        wait_until(lambda: _deltas(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
         answered = _cancel(pipeline_user, reply).json()
         got = (
             client_for(pipeline_user)
@@ -129,7 +133,7 @@ def test_with_redis_down_cancel_still_stops_the_worker_which_stores_its_text(
     started = time.monotonic()
     worker.start()
     try:
-        wait_until(lambda: len(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
+        wait_until(lambda: _deltas(published(reply.pk)) >= 3, timeout=10, what="the first chunks")
         with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens there
             response = _cancel(pipeline_user, reply)
     finally:

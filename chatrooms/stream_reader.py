@@ -1,0 +1,142 @@
+"""What every open reply stream of a web process shares: one bounded Redis pool, and one
+reader that waits for all of them at once.
+
+A stream waits for new events most of its life. Waiting with its own blocking XREAD would
+hold a Redis connection per open stream; instead one task per event loop sends a single
+`XREAD BLOCK` naming every followed stream, and hands what comes back to each follower's
+queue. A web process then holds at most STREAM_REDIS_CONNECTIONS connections for its
+streams, however many are open: the reader's, and the short calls (a late joiner's
+backlog, the open-stream slots) that take turns on the rest.
+
+A stream that joins while the reader waits is included in its next call, at most
+`_BLOCK_SECONDS` later. Nothing is missed meanwhile: each follower reads from the id after
+its backlog, not from "now".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import cast
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[str, dict[str, str]]
+
+CLIENT_NAME = "gc-streams"
+_BLOCK_SECONDS = 0.25
+_READ_BATCH = 500
+_CONNECT_TIMEOUT_SECONDS = 2
+_SOCKET_TIMEOUT_SECONDS = 5
+
+
+def _entry_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+class Follow:
+    """One client's place in one stream: the last entry it got, and what has come since."""
+
+    def __init__(self, key: str, last_id: str) -> None:
+        self.key = key
+        self.last_id = last_id
+        self._batches: asyncio.Queue[list[Entry]] = asyncio.Queue()
+        self._error: RedisError | None = None
+
+    def deliver(self, entries: list[Entry]) -> None:
+        last = _entry_id(self.last_id)
+        new = [entry for entry in entries if _entry_id(entry[0]) > last]
+        if new:
+            self.last_id = new[-1][0]
+            self._batches.put_nowait(new)
+
+    def fail(self, error: RedisError) -> None:
+        self._error = error
+        self._batches.put_nowait([])
+
+    async def wait(self, *, seconds: float) -> list[Entry]:
+        """The entries that came since the last call, waiting up to `seconds` for some."""
+        try:
+            entries = await asyncio.wait_for(self._batches.get(), timeout=seconds)
+        except TimeoutError:
+            return []
+        while not self._batches.empty():
+            entries += self._batches.get_nowait()
+        if self._error is not None:
+            raise self._error
+        return entries
+
+
+class StreamReader:
+    """The process's streams on one event loop: the shared client, and the reading task."""
+
+    def __init__(self) -> None:
+        self.client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=settings.STREAM_REDIS_CONNECTIONS,
+                timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
+                decode_responses=True,
+                socket_timeout=_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+                client_name=CLIENT_NAME,
+            )
+        )
+        self._follows: set[Follow] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def follow(self, *, key: str, after_id: str) -> Follow:
+        follow = Follow(key, after_id)
+        self._follows.add(follow)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._read())
+        return follow
+
+    def unfollow(self, follow: Follow) -> None:
+        self._follows.discard(follow)
+
+    async def _read(self) -> None:
+        while self._follows:
+            follows = list(self._follows)
+            after: dict[str, str] = {}
+            for follow in follows:
+                known = after.get(follow.key)
+                if known is None or _entry_id(follow.last_id) < _entry_id(known):
+                    after[follow.key] = follow.last_id
+            try:
+                response = await self.client.xread(
+                    after,  # type: ignore[arg-type]  # redis-py types the ids too narrowly
+                    count=_READ_BATCH,
+                    block=int(_BLOCK_SECONDS * 1000),
+                )
+            except RedisError as exc:
+                logger.warning("The reply stream reader lost Redis: %r", exc)
+                for follow in follows:
+                    follow.fail(exc)
+                    self._follows.discard(follow)
+                return
+            for key, entries in cast(list[tuple[str, list[Entry]]], response or []):
+                for follow in follows:
+                    if follow.key == key:
+                        follow.deliver(entries)
+
+
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamReader] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def stream_reader() -> StreamReader:
+    """The reader of the running event loop (uvicorn runs one per process; tests may run
+    several, and an asyncio connection belongs to the loop that opened it)."""
+    loop = asyncio.get_running_loop()
+    reader = _readers.get(loop)
+    if reader is None:
+        reader = _readers[loop] = StreamReader()
+    return reader
