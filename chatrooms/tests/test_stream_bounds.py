@@ -34,7 +34,7 @@ def _auth(user: User) -> dict[str, str]:
 async def _open(message: Message, user: User) -> Any:
     """A stream opened and left open: its first event is read, and a task goes on reading
     the rest (`response.rest`) until the stream ends or `_close` hangs up."""
-    response = await AsyncClient().get(_url(message), headers=_auth(user))
+    response: Any = await AsyncClient().get(_url(message), headers=_auth(user))
     if response.streaming:
         chunks = aiter(response.streaming_content)
         response.first = await anext(chunks)
