@@ -1,7 +1,11 @@
 """The ASGI entry point: one server for the whole API.
 
-Async views (the reply stream) run on Django's ASGI handler, so hundreds of open
-streams cost no thread. Every other view is synchronous (DRF), and Django's ASGI
+Async views (the reply stream) run on Django's ASGI handler. Left alone, that handler gives
+every request a thread of its own for its synchronous parts (Django's request signals, our
+database calls), idle but alive while a stream stays open: 300 streams, 300 threads. Here
+all streams share `STREAM_SYNC_THREADS` threads instead, each running one call at a time.
+
+Every other view is synchronous (DRF), and Django's ASGI
 adaptation of sync code is slow (a thread hand-off per middleware layer and per
 request context); those requests go to Django's WSGI handler on a bounded thread pool
 instead, which measured several times faster on the same machine (see README,
@@ -9,13 +13,16 @@ instead, which measured several times faster on the same machine (see README,
 the 1 MiB limit, chunked ones included, before either handler runs.
 """
 
+import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from inspect import iscoroutinefunction
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
 from a2wsgi import WSGIMiddleware
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
@@ -28,6 +35,18 @@ django_wsgi = WSGIMiddleware(
     get_wsgi_application(),  # type: ignore[arg-type]  # Django's stubs type the response, not bytes
     workers=int(os.environ.get("WEB_THREADS", "16")),
 )
+
+
+# The synchronous steps of a stream are short (an authentication, a row read, a connection
+# given back): a few threads keep up with hundreds of streams. Each runs one call at a time,
+# as Django's thread-sensitive code expects of a request's thread; no call leaves a
+# transaction or a connection open behind it.
+STREAM_SYNC_THREADS = 4
+_stream_executors = [
+    ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-sync")
+    for _ in range(STREAM_SYNC_THREADS)
+]
+_next_executor = itertools.cycle(_stream_executors)
 
 
 def _is_async_view(path: str) -> bool:
@@ -63,7 +82,9 @@ async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         await django_asgi(scope, receive, send)
     elif scope["method"] in ("GET", "HEAD") and _is_async_view(scope["path"]):
-        await django_asgi(scope, _bodiless(receive), send)
+        # The outermost context decides: Django's own, inside, then uses this executor.
+        async with ThreadSensitiveContext(executor=next(_next_executor)):
+            await django_asgi(scope, _bodiless(receive), send)
     else:
         # Sync views, and any other method on an async route (answered 405 there).
         await django_wsgi(scope, receive, send)

@@ -3,8 +3,10 @@ PostgreSQL. Replies are read the two ways a client can: the SSE stream and polli
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,3 +229,45 @@ def _worker_connections() -> int:
             "AND pid <> pg_backend_pid()"
         )
         return int(cursor.fetchone()[0])
+
+
+def test_open_streams_share_a_few_threads_of_the_web_process(e2e_stack: Stack):
+    """Forty streams of replies still pending (four users, ten each, the most they may open):
+    the web process holds no thread per stream (Django's ASGI handler would park one each)."""
+    e2e_stack.start_web()
+    e2e_stack.wait_ready()
+    assert e2e_stack.web is not None
+    web_pid = e2e_stack.web.popen.pid
+    url = httpx.URL(e2e_stack.url)
+    requests = []
+    for user in UserFactory.create_batch(4):
+        room = ChatroomFactory.create(user=user)
+        reply = MessageFactory.create(chatroom=room, role=Message.Role.MODEL, status=Status.PENDING)
+        request = (
+            f"GET /api/chatroom/{room.pk}/message/{reply.pk}/stream HTTP/1.1\r\n"
+            f"Host: {url.host}\r\nAuthorization: Bearer {AccessToken.for_user(user)}\r\n\r\n"
+        ).encode()
+        requests += [request] * 10
+    before = _threads(web_pid)
+    streams = []
+    try:
+        for request in requests:
+            stream = socket.create_connection((url.host, url.port), timeout=10)
+            streams.append(stream)
+            stream.sendall(request)
+            assert stream.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+        during = _threads(web_pid)
+    finally:
+        for stream in streams:
+            stream.close()
+    # The stream threads, and asyncio's own (its default executor resolves host names for
+    # new Redis connections): a few, not one per stream.
+    assert during - before < len(requests) // 2, (before, during)
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for process {pid}")
