@@ -12,6 +12,7 @@ from accounts.services import password_change
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from accounts.tests.helpers import bearer, login_with_password, post, send_code, wrong_code
 from accounts.tokens import token_logout, token_refresh_rotate
+from testing.concurrency import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,22 +21,7 @@ PHONE = "+919876543210"
 
 def in_parallel(count, request):
     """Runs `request(client)` in `count` threads released together; their responses."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(index):
-        try:
-            barrier.wait()
-            results[index] = request(APIClient())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+    return at_once([lambda: request(APIClient())] * count)
 
 
 def test_two_concurrent_correct_codes_log_in_once(api_client):

@@ -1,14 +1,12 @@
 """Password login: wrong passwords are limited per number and per client network each hour."""
 
-import threading
-
 import pytest
 from django.core.cache import cache
-from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from accounts.tests.helpers import post
+from testing.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -133,23 +131,11 @@ def test_a_bad_request_is_not_a_try(api_client):
 def test_parallel_guesses_get_no_more_tries_than_the_limit(settings):
     settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 4
     UserFactory(phone=PHONE)
-    count = 10
-    barrier = threading.Barrier(count)
-    codes: list[str] = []
 
-    def guess() -> None:
-        try:
-            barrier.wait()
-            response = login(APIClient(), password=WRONG)
-            codes.append(response.json()["error"]["code"])
-        finally:
-            connection.close()
+    def guess() -> str:
+        return login(APIClient(), password=WRONG).json()["error"]["code"]
 
-    threads = [threading.Thread(target=guess) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    codes = at_once([guess] * 10)
     assert sorted(codes) == ["invalid_credentials"] * 4 + ["login_attempts_exceeded"] * 6
 
 

@@ -4,12 +4,11 @@ and the contract's refusals."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -17,6 +16,7 @@ from accounts.tests.factories import UserFactory
 from billing.models import BillingAccount, Subscription
 from billing.services import pro_grant
 from billing.tests.helpers import error_code, subscribe
+from testing.concurrency import at_once
 
 
 def test_subscribe_answers_a_checkout_session_for_the_pro_price(
@@ -65,21 +65,8 @@ def test_racing_subscribes_make_one_customer(fake_stripe):
     clients = [APIClient() for _ in range(6)]
     for api in clients:
         api.force_authenticate(user)
-    barrier = threading.Barrier(len(clients))
-    statuses: list[int] = []
-
-    def go(api: APIClient) -> None:
-        barrier.wait()
-        try:
-            statuses.append(api.post("/api/subscribe/pro").status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=go, args=(api,)) for api in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    responses = at_once([partial(api.post, "/api/subscribe/pro") for api in clients])
+    statuses = [response.status_code for response in responses]
 
     assert statuses == [201] * len(clients)
     assert len(fake_stripe.customers) == 1

@@ -5,12 +5,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import threading
 import time
 from typing import Any
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -18,6 +16,7 @@ from accounts.tests.factories import UserFactory
 from billing import stripe_client
 from billing.models import BillingAccount, StripeEvent, Subscription
 from billing.tests.helpers import error_code, status_of, subscribe, webhook_post
+from testing.concurrency import at_once
 from testing.fake_stripe import FakeStripe, sign_payload
 from usage.models import DailyUsage
 from usage.selectors import usage_today
@@ -208,21 +207,7 @@ def test_the_same_event_posted_by_threads_at_once_is_processed_once(fake_stripe)
     events = _checkout_paid(fake_stripe, client, deliver=False)
     payload = json.dumps(_of_type(events, "customer.subscription.created")).encode()
     signature = sign_payload(payload, secret=fake_stripe.webhook_secret)
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def deliver() -> None:
-        barrier.wait()
-        try:
-            statuses.append(webhook_post(payload, signature).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    statuses = at_once([lambda: webhook_post(payload, signature).status_code] * 8)
 
     assert statuses == [200] * 8
     assert StripeEvent.objects.count() == 1

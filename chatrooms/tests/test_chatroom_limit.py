@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 from django.db import connection, transaction
 
+from accounts.models import User
 from chatrooms.errors import ChatroomLimitReached
 from chatrooms.models import Chatroom
 from chatrooms.services import chatroom_create, message_send
 from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for, error_code
+from testing.concurrency import at_once
 
-T = TypeVar("T")
 
-
-def at_the_same_instant(count: int, call: Callable[[], T]) -> list[T | Exception]:
-    """Runs `call` on `count` threads released together, each already connected to the
-    database; each result or exception, in order."""
-    barrier = threading.Barrier(count)
-    results: list[T | Exception] = [RuntimeError("did not run")] * count
-
-    def run(index: int) -> None:
-        connection.ensure_connection()
-        barrier.wait()
-        try:
-            results[index] = call()
-        except Exception as exc:  # the caller inspects it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+def _create_or_refusal(user: User) -> Chatroom | ChatroomLimitReached:
+    try:
+        return chatroom_create(user=user, name="Racing")
+    except ChatroomLimitReached as refusal:
+        return refusal
 
 
 @pytest.mark.django_db
@@ -71,7 +52,7 @@ def test_creates_at_the_same_instant_cannot_pass_the_limit(settings) -> None:
     user = UserFactory.create()
     ChatroomFactory.create(user=user)
 
-    results = at_the_same_instant(10, lambda: chatroom_create(user=user, name="Racing"))
+    results = at_once([lambda: _create_or_refusal(user)] * 10, connect_first=True)
 
     created = [result for result in results if isinstance(result, Chatroom)]
     refused = [result for result in results if isinstance(result, ChatroomLimitReached)]

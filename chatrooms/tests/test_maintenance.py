@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -17,6 +15,7 @@ from chatrooms.models import Chatroom, IdempotencyRecord, Message
 from chatrooms.tasks import idempotency_records_prune
 from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for
 from gemini_clone.celery import app as celery_app
+from testing.concurrency import at_once
 from usage.models import DailyUsage
 
 HOUR = 3600
@@ -151,24 +150,12 @@ def test_simultaneous_retries_with_an_expired_key_send_once(clock: Any) -> None:
     first = _send(client_for(user), chatroom, "Again", "same")
     _finish_replies()
     clock.shift(DAY + 1)
-    barrier = threading.Barrier(8)
-    answers: list[tuple[int, Any]] = []
-    lock = threading.Lock()
 
-    def send() -> None:
-        try:
-            barrier.wait()
-            response = _send(client_for(user), chatroom, "Again", "same")
-            with lock:
-                answers.append((response.status_code, response.json()))
-        finally:
-            connections.close_all()
+    def send() -> tuple[int, Any]:
+        response = _send(client_for(user), chatroom, "Again", "same")
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = at_once([send] * 8)
 
     assert {status for status, _ in answers} == {202}
     bodies = {json.dumps(body, sort_keys=True) for _, body in answers}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -25,6 +24,7 @@ from chatrooms.tests.factories import (
     client_for,
     error_code,
 )
+from testing.concurrency import at_once
 from usage.models import DailyUsage
 from usage.selectors import usage_today
 
@@ -402,25 +402,13 @@ def test_fifty_simultaneous_sends_admit_exactly_the_prompts_left(settings) -> No
     user = UserFactory.create()
     DailyUsage.objects.create(user=user, day=usage_today(), count=15)
     chatrooms = [ChatroomFactory.create(user=user) for _ in range(50)]
-    barrier = threading.Barrier(len(chatrooms))
-    responses: list[Any] = []
-    lock = threading.Lock()
-
-    def send(chatroom_id: int) -> None:
-        client = client_for(user)
-        try:
-            barrier.wait()
-            response = _send(client, chatroom_id, "At the same time")
-            with lock:
-                responses.append(response)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=send, args=(room.pk,)) for room in chatrooms]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [client_for(user) for _ in chatrooms]
+    responses = at_once(
+        [
+            partial(_send, client, room.pk, "At the same time")
+            for client, room in zip(clients, chatrooms, strict=True)
+        ]
+    )
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [202] * 5 + [429] * 45
@@ -437,24 +425,12 @@ def test_fifty_simultaneous_sends_admit_exactly_the_prompts_left(settings) -> No
 def test_concurrent_retries_with_one_key_send_once() -> None:
     user = UserFactory.create()
     chatroom = ChatroomFactory.create(user=user)
-    barrier = threading.Barrier(10)
-    bodies: list[tuple[int, Any]] = []
-    lock = threading.Lock()
 
-    def send() -> None:
-        try:
-            barrier.wait()
-            response = _send(client_for(user), chatroom.pk, "Once", HTTP_IDEMPOTENCY_KEY="same")
-            with lock:
-                bodies.append((response.status_code, response.json()))
-        finally:
-            connections.close_all()
+    def send() -> tuple[int, Any]:
+        response = _send(client_for(user), chatroom.pk, "Once", HTTP_IDEMPOTENCY_KEY="same")
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=send) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    bodies = at_once([send] * 10)
     assert {status for status, _ in bodies} == {202}
     assert len({json.dumps(body, sort_keys=True) for _, body in bodies}) == 1
     assert Message.objects.count() == 2
@@ -465,24 +441,11 @@ def test_concurrent_retries_with_one_key_send_once() -> None:
 def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
     user = UserFactory.create()
     chatroom = ChatroomFactory.create(user=user)
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-    lock = threading.Lock()
 
-    def send(number: int) -> None:
-        try:
-            barrier.wait()
-            response = _send(client_for(user), chatroom.pk, f"Message {number}")
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connections.close_all()
+    def send(number: int) -> int:
+        return _send(client_for(user), chatroom.pk, f"Message {number}").status_code
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = at_once([partial(send, number) for number in range(8)])
     assert sorted(statuses) == [202] + [409] * 7
     assert Message.objects.filter(role="model").count() == 1
     assert DailyUsage.objects.get(user=user).count == 1

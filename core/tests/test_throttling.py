@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from chatrooms.models import Chatroom
 from core.throttling import request_wait_seconds
+from testing.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -104,17 +104,6 @@ def test_the_throttle_lets_requests_through_while_redis_is_down(settings, caplog
 
 def test_requests_at_the_same_instant_are_counted_exactly(settings, clock) -> None:
     settings.API_RATE_PER_MINUTE = 5
-    barrier = threading.Barrier(20)
-    waits: list[float | None] = []
-
-    def request() -> None:
-        barrier.wait()
-        waits.append(request_wait_seconds(user_id=42))
-
-    threads = [threading.Thread(target=request) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    waits = at_once([lambda: request_wait_seconds(user_id=42)] * 20)
     assert waits.count(None) == 5
     assert [wait for wait in waits if wait is not None] == [15.0] * 15

@@ -1,12 +1,11 @@
 import datetime as dt
-import threading
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
 
 from accounts.models import User
 from billing.models import BillingAccount, Subscription
+from testing.concurrency import at_once
 from usage.errors import DailyLimitExceeded
 from usage.models import DailyUsage
 from usage.selectors import usage_summary, usage_today
@@ -88,24 +87,14 @@ def test_concurrent_consumes_never_pass_the_limit(settings):
     settings.BASIC_DAILY_LIMIT = 20
     user = User.objects.create_user(phone="+919876543211")
     DailyUsage.objects.create(user=user, day=usage_today(), count=15)
-    admitted: list[int] = []
-    refused: list[int] = []
-    barrier = threading.Barrier(30)
 
-    def send() -> None:
-        barrier.wait()
+    def send() -> int | None:
         try:
-            admitted.append(usage_consume(user=user, is_pro=False).used)
+            return usage_consume(user=user, is_pro=False).used
         except DailyLimitExceeded:
-            refused.append(1)
-        finally:
-            connection.close()
+            return None
 
-    threads = [threading.Thread(target=send) for _ in range(30)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(admitted) == [16, 17, 18, 19, 20]
-    assert len(refused) == 25
+    results = at_once([send] * 30)
+    assert sorted(used for used in results if used is not None) == [16, 17, 18, 19, 20]
+    assert results.count(None) == 25
     assert DailyUsage.objects.get(user=user).count == 20
