@@ -9,12 +9,15 @@ parsed and validated like any other body. When a request has both headers, the c
 the body (RFC 9112 §6.3); uvicorn's parser refuses such requests before they get here.
 
 Bodies with a Content-Length within the limit are read here too: a client that disconnects
-halfway is then never served what it sent so far (a2wsgi took the disconnect for the end
-of the body), and a slow sender waits in the event loop instead of holding one of the WSGI
-threads. A declared length over the limit, or one that is not a number, passes on unread
-to Django's middleware, which refuses it (413, 400) before anything else.
+halfway is then never served what it sent so far (an adapter reading it lazily would
+take the disconnect for the end of the body), and a slow sender waits in the event loop
+instead of holding one of the WSGI threads. A declared length over the limit, or one that
+is not a number, passes on unread to Django's middleware, which refuses it (413, 400)
+before anything else.
 
 Requests without a body (neither header) pass straight through.
+
+The body read is also left in the scope under `BODY_SCOPE_KEY`, for `core.wsgi_bridge`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+BODY_SCOPE_KEY = "request_body.bytes"
 _FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 _TOO_LARGE = json.dumps(
     error_body("payload_too_large", "The request body is larger than 1 MiB.")
@@ -75,6 +79,7 @@ class RequestBodyReader:
             headers = [header for header in scope["headers"] if header[0] not in _FRAMING_HEADERS]
             headers.append((b"content-length", str(len(body)).encode()))
             scope = {**scope, "headers": headers}
+        scope[BODY_SCOPE_KEY] = body
         await self.app(scope, _replay(body, receive), send)
 
 

@@ -7,12 +7,14 @@ all streams share `STREAM_SYNC_THREADS` threads instead, each running one call a
 
 Every other view is synchronous (DRF), and Django's ASGI
 adaptation of sync code is slow (a thread hand-off per middleware layer and per
-request context); those requests go to Django's WSGI handler on a bounded thread pool
-instead, which measured several times faster on the same machine (see README,
-"Benchmarks"). In front of both, `core.request_body` reads request bodies in full and within
-the 1 MiB limit, chunked ones included, before either handler runs.
+request context); those requests go to Django's WSGI handler on `WEB_THREADS` threads
+instead (`core.wsgi_bridge`, one hand-off each way), which measured several times faster
+on the same machine (see README, "Benchmarks"). In front of both, `core.request_body` reads
+request bodies in full and within the 1 MiB limit, chunked ones included, before either
+handler runs.
 """
 
+import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +23,6 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
-from a2wsgi import WSGIMiddleware
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -29,11 +30,12 @@ from django.core.wsgi import get_wsgi_application
 from django.urls import Resolver404, resolve
 
 from core.request_body import RequestBodyReader
+from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
-django_wsgi = WSGIMiddleware(
-    get_wsgi_application(),  # type: ignore[arg-type]  # Django's stubs type the response, not bytes
-    workers=int(os.environ.get("WEB_THREADS", "16")),
+django_wsgi = WSGIBridge(
+    get_wsgi_application(),
+    threads=int(os.environ.get("WEB_THREADS", "4")),
 )
 
 
@@ -49,6 +51,7 @@ _stream_executors = [
 _next_executor = itertools.cycle(_stream_executors)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_async_view(path: str) -> bool:
     try:
         match = resolve(path)
