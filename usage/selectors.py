@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
-from billing.selectors import user_is_pro
+from billing.selectors import user_is_pro_sql
 from core.timestamps import iso_utc
 from usage.models import DailyUsage
 
@@ -21,6 +23,11 @@ class UsageSummary:
     used: int
     remaining: int | None
     resets_at: dt.datetime
+
+    @property
+    def unlimited(self) -> bool:
+        """No daily limit applies: the user is Pro."""
+        return self.limit is None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -58,12 +65,25 @@ def rate_limit_headers(summary: UsageSummary, now: dt.datetime | None = None) ->
     }
 
 
+_USED_SQL = f"""
+    SELECT count FROM {DailyUsage._meta.db_table} WHERE user_id = %(user_id)s AND day = %(day)s
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+
+
 def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
+    """Today's count; with `is_pro` unknown, read in the same round trip as the tier."""
     day = usage_today()
-    used = (
-        DailyUsage.objects.filter(user=user, day=day).values_list("count", flat=True).first() or 0
-    )
-    pro = user_is_pro(user=user) if is_pro is None else is_pro
+    params: dict[str, Any] = {"user_id": user.pk, "day": day}
+    with connection.cursor() as cursor:
+        if is_pro is None:
+            condition, pro_params = user_is_pro_sql(user_id=user.pk)
+            cursor.execute(f"SELECT {condition}, ({_USED_SQL})", {**params, **pro_params})
+            pro, used = cursor.fetchone()
+        else:
+            cursor.execute(_USED_SQL, params)
+            row = cursor.fetchone()
+            pro, used = is_pro, row[0] if row else 0
+    used = used or 0
     limit = None if pro else settings.BASIC_DAILY_LIMIT
     remaining = None if limit is None else max(limit - used, 0)
     return UsageSummary(limit=limit, used=used, remaining=remaining, resets_at=usage_resets_at(day))

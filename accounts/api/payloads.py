@@ -8,24 +8,22 @@ from django.conf import settings
 
 from accounts.models import User
 from accounts.otp import IssuedCode
-from billing.selectors import user_tier
 from core.timestamps import iso_utc
 from usage.selectors import usage_summary
 
 
 def user_payload(user: User) -> dict[str, Any]:
     """The `user` object. An unset name or email is null, never ""."""
-    tier = user_tier(user=user)
+    usage = usage_summary(user=user)  # the tier comes with it, in one query
     return {
         "id": user.pk,
         "phone": str(user.phone),
         "name": user.name or None,
         "email": user.email or None,
-        "tier": tier,
+        "tier": "pro" if usage.unlimited else "basic",
         "has_password": user.has_usable_password(),
         "date_joined": iso_utc(user.date_joined),
-        # The tier is passed on so Pro is looked up once per answer.
-        "usage": usage_summary(user=user, is_pro=tier == "pro").as_dict(),
+        "usage": usage.as_dict(),
     }
 
 
