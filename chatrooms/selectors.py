@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.models import User
@@ -121,14 +122,18 @@ async def message_aget(*, user: User, chatroom_id: int, message_id: int) -> Mess
     return message
 
 
+_LATEST_REPLY_SQL = f"""
+    SELECT id, status FROM {Message._meta.db_table}
+    WHERE chatroom_id = %s AND role = %s ORDER BY id DESC LIMIT 1
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+
+
 def chatroom_latest_reply_status(*, chatroom_id: int) -> tuple[int, str] | None:
-    """Id and status of the chatroom's newest model reply, if it has one."""
-    row = (
-        Message.objects.filter(chatroom_id=chatroom_id, role=Message.Role.MODEL)
-        .order_by("-id")
-        .values_list("id", "status")
-        .first()
-    )
+    """Id and status of the chatroom's newest model reply, if it has one. Plain SQL: it is
+    on the send path (see core/sql.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LATEST_REPLY_SQL, [chatroom_id, Message.Role.MODEL.value])
+        row = cursor.fetchone()
     return (row[0], row[1]) if row is not None else None
 
 

@@ -41,6 +41,7 @@ from chatrooms.selectors import (
 )
 from chatrooms.tasks import reply_enqueue_on_commit
 from chatrooms.titles import title_from_message
+from core.sql import insert_new
 from usage.selectors import UsageSummary, usage_today
 from usage.services import usage_consume
 
@@ -136,25 +137,41 @@ class Sent:
     usage: UsageSummary
 
 
+_LOCK_FOR_SEND_SQL = f"""
+    SELECT name FROM {Chatroom._meta.db_table} WHERE id = %s AND user_id = %s FOR UPDATE
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+
+
+def _chatroom_name_locked(*, user: User, chatroom_id: int) -> str | None:
+    """Lock the user's chatroom (ChatroomNotFound if it is not theirs) and read its name.
+    `_locked_chatroom` in plain SQL, for the send path (see core/sql.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_FOR_SEND_SQL, [chatroom_id, user.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise ChatroomNotFound()
+    name: str | None = row[0]
+    return name
+
+
 def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
     """Store the user's message and a `pending` reply, count the prompt, and enqueue the
     reply once this commits. Refused with ReplyInProgress while the chatroom's last reply is
     in flight (unless no worker is left to finish it: then it fails, refunded, first)."""
     now = timezone.now()
     with transaction.atomic():
-        chatroom = _locked_chatroom(user=user, chatroom_id=chatroom_id)
-        latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom.pk)
+        name = _chatroom_name_locked(user=user, chatroom_id=chatroom_id)
+        latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom_id)
         if (
             latest_reply is not None
             and latest_reply[1] in Message.IN_FLIGHT
             and reply_abandoned_settle(reply_id=latest_reply[0]) is None
         ):
             raise ReplyInProgress(reply_id=latest_reply[0])
-        usage = usage_consume(user=user, now=now)
-        user_message, reply = Message.objects.bulk_create(
+        user_message, reply = insert_new(
             [
                 Message(
-                    chatroom=chatroom,
+                    chatroom_id=chatroom_id,
                     role=Message.Role.USER,
                     content=content,
                     status=Message.Status.COMPLETED,
@@ -162,7 +179,7 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
                     completed_at=now,
                 ),
                 Message(
-                    chatroom=chatroom,
+                    chatroom_id=chatroom_id,
                     role=Message.Role.MODEL,
                     status=Message.Status.PENDING,
                     created_at=now,
@@ -170,10 +187,15 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
                 ),
             ]
         )
-        if chatroom.name is None:
-            chatroom.name = title_from_message(content)
-            chatroom.save(update_fields=["name", "updated_at"])
+        if name is None:
+            Chatroom.objects.filter(pk=chatroom_id).update(
+                name=title_from_message(content), updated_at=now
+            )
             list_cache_invalidate_on_commit(user_id=user.pk)
+        # Counted last: concurrent sends of one user queue on today's count row, from this
+        # statement until the commit, so that wait is as short as it can be. A refusal
+        # (DailyLimitExceeded) rolls back the messages above.
+        usage = usage_consume(user=user, now=now)
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Sent(user_message=user_message, reply=reply, usage=usage)
 

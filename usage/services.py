@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import F
 
 from accounts.models import User
-from billing.selectors import user_is_pro
+from billing.selectors import user_is_pro_sql
 from usage.errors import DailyLimitExceeded
 from usage.models import DailyUsage
 from usage.selectors import UsageSummary, usage_resets_at, usage_today
@@ -17,43 +17,47 @@ from usage.selectors import UsageSummary, usage_resets_at, usage_today
 _TABLE = DailyUsage._meta.db_table
 
 # One statement, so concurrent sends serialise on the row: the increment only happens
-# while the count is below the limit, and no row comes back when it is not.
+# while the count is below the limit, and no row comes back when it is not. The tier is
+# read in the same statement (one round trip on every send): Pro users are counted too (for
+# the admin), against a limit they cannot reach.
+_NO_LIMIT = 2**31 - 1
 _CONSUME_SQL = f"""
-    INSERT INTO {_TABLE} (user_id, day, count) VALUES (%(user_id)s, %(day)s, 1)
+    WITH tier AS (SELECT {{is_pro}} AS pro)
+    INSERT INTO {_TABLE} (user_id, day, count)
+    SELECT %(user_id)s, %(day)s, 1 FROM tier WHERE pro OR %(limit)s > 0
     ON CONFLICT (user_id, day) DO UPDATE SET count = {_TABLE}.count + 1
-    WHERE {_TABLE}.count < %(limit)s
-    RETURNING count
-"""  # noqa: S608 (the table name is ours, the values are parameters)
+    WHERE {_TABLE}.count < (
+        SELECT CASE WHEN pro THEN {_NO_LIMIT} ELSE %(limit)s END FROM tier
+    )
+    RETURNING count, (SELECT pro FROM tier)
+"""  # noqa: S608 (the table name and condition are ours, the values are parameters)
 
 
-def usage_consume(
-    *, user: User, is_pro: bool | None = None, now: dt.datetime | None = None
-) -> UsageSummary:
+def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary:
     """Count one prompt for today, or raise DailyLimitExceeded for a Basic user at the limit."""
     day = usage_today(now)
-    pro = user_is_pro(user=user) if is_pro is None else is_pro
-    limit = None if pro else settings.BASIC_DAILY_LIMIT
     resets_at = usage_resets_at(day)
-    if limit is not None and limit <= 0:
-        raise DailyLimitExceeded(
-            UsageSummary(limit=limit, used=0, remaining=0, resets_at=resets_at)
-        )
+    basic_limit = settings.BASIC_DAILY_LIMIT
+    is_pro, pro_params = user_is_pro_sql(user_id=user.pk)
     with connection.cursor() as cursor:
         cursor.execute(
-            _CONSUME_SQL,
-            # Pro users are counted too (for the admin), against a limit they cannot reach.
-            {"user_id": user.pk, "day": day, "limit": limit if limit is not None else 2**31 - 1},
+            _CONSUME_SQL.format(is_pro=is_pro),
+            {"user_id": user.pk, "day": day, "limit": max(basic_limit, 0), **pro_params},
         )
         row = cursor.fetchone()
-    if row is None:
-        assert limit is not None
-        used = DailyUsage.objects.filter(user=user, day=day).values_list("count", flat=True).get()
-        raise DailyLimitExceeded(
-            UsageSummary(limit=limit, used=used, remaining=0, resets_at=resets_at)
+    if row is None:  # only a Basic user can reach the limit
+        used = (
+            DailyUsage.objects.filter(user=user, day=day).values_list("count", flat=True).first()
+            or 0
         )
-    used = int(row[0])
-    remaining = None if limit is None else max(limit - used, 0)
-    return UsageSummary(limit=limit, used=used, remaining=remaining, resets_at=resets_at)
+        raise DailyLimitExceeded(
+            UsageSummary(limit=basic_limit, used=used, remaining=0, resets_at=resets_at)
+        )
+    used, pro = int(row[0]), bool(row[1])
+    if pro:
+        return UsageSummary(limit=None, used=used, remaining=None, resets_at=resets_at)
+    remaining = max(basic_limit - used, 0)
+    return UsageSummary(limit=basic_limit, used=used, remaining=remaining, resets_at=resets_at)
 
 
 def usage_refund(*, user_id: int, day: dt.date) -> bool:

@@ -90,7 +90,7 @@ def test_concurrent_consumes_never_pass_the_limit(settings):
 
     def send() -> int | None:
         try:
-            return usage_consume(user=user, is_pro=False).used
+            return usage_consume(user=user).used
         except DailyLimitExceeded:
             return None
 
@@ -98,3 +98,17 @@ def test_concurrent_consumes_never_pass_the_limit(settings):
     assert sorted(used for used in results if used is not None) == [16, 17, 18, 19, 20]
     assert results.count(None) == 25
     assert DailyUsage.objects.get(user=user).count == 20
+
+
+def test_a_limit_of_zero_refuses_every_basic_prompt_and_stores_no_count(user, settings):
+    settings.BASIC_DAILY_LIMIT = 0
+    with pytest.raises(DailyLimitExceeded) as refused:
+        usage_consume(user=user)
+    assert (refused.value.details["limit"], refused.value.details["used"]) == (0, 0)
+    assert not DailyUsage.objects.filter(user=user).exists()
+
+
+def test_a_limit_of_zero_leaves_pro_users_unlimited(user, settings):
+    settings.BASIC_DAILY_LIMIT = 0
+    Subscription.objects.create(user=user, stripe_subscription_id="sub_0", status="active")
+    assert [usage_consume(user=user).used for _ in range(2)] == [1, 2]
