@@ -1,0 +1,71 @@
+"""Sessions, CSRF, login and messages run for the admin and not for the API
+(`core.middleware.SiteOnlyMiddleware`)."""
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client
+
+from accounts.models import User
+from core.middleware import SiteOnlyMiddleware
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "x-Long-pass-123"
+
+
+@pytest.fixture
+def operator():
+    return User.objects.create_superuser(phone="+919811111111", password=PASSWORD)
+
+
+def test_the_admin_sign_in_refuses_a_post_without_its_csrf_token(operator):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        "/admin/login/", {"username": operator.phone, "password": PASSWORD, "next": "/admin/"}
+    )
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_operator_signs_in_to_the_admin_with_session_and_csrf(operator):
+    client = Client(enforce_csrf_checks=True)
+    form = client.get("/admin/login/")
+    assert form.status_code == 200
+    token = form.cookies["csrftoken"].value
+    signed_in = client.post(
+        "/admin/login/",
+        {
+            "username": operator.phone,
+            "password": PASSWORD,
+            "next": "/admin/",
+            "csrfmiddlewaretoken": token,
+        },
+    )
+    assert signed_in.status_code == 302
+    assert signed_in["X-Frame-Options"] == "DENY"
+    index = client.get("/admin/")
+    assert index.status_code == 200
+    assert index.context["user"] == operator
+
+
+def test_the_api_sets_no_session_or_csrf_cookie_and_keeps_the_security_headers():
+    response = Client().post(
+        "/api/auth/send-otp", {"phone": "+919876543210"}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert not response.cookies
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "X-Frame-Options" not in response
+
+
+def test_csrf_checks_the_site_views_that_do_not_check_it_themselves(rf):
+    """The view hook of CSRF runs through SiteOnlyMiddleware (admin views also protect
+    themselves, so only a view without its own check shows it)."""
+
+    def view(request):
+        return HttpResponse("changed")
+
+    middleware = SiteOnlyMiddleware(lambda request: HttpResponse())
+    refused = middleware.process_view(rf.post("/payment-success/stripe"), view, (), {})
+    assert refused is not None and refused.status_code == 403
+    assert middleware.process_view(rf.post("/api/chatroom"), view, (), {}) is None
