@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
@@ -103,22 +104,21 @@ def _is_error_shape(response: HttpResponse) -> bool:
 
 
 class SiteOnlyMiddleware:
-    """Runs `settings.SITE_MIDDLEWARE` (sessions, CSRF, login, messages, frame options) for
-    every path outside /api, and skips it for the API.
+    """Runs `settings.SITE_MIDDLEWARE` (sessions, login, messages) for every path outside
+    /api, and skips it for the API.
 
     The API authenticates with bearer tokens and uses none of these; on a cached chatroom
-    list they were a tenth of the request's CPU. The admin and the site's pages keep all of
-    them, in their order, with their `process_view` hooks (CSRF's check lives there).
+    list they were a tenth of the request's CPU. The admin and the site's pages keep them,
+    in their order. None of them has a view hook; CSRF, which has one, stays in MIDDLEWARE.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self._view_hooks: list[Callable[..., HttpResponse | None]] = []
         handler: Callable[[HttpRequest], Any] = get_response
         for path in reversed(settings.SITE_MIDDLEWARE):
             middleware = import_string(path)(handler)
-            if hasattr(middleware, "process_view"):
-                self._view_hooks.insert(0, middleware.process_view)
+            if any(hasattr(middleware, hook) for hook in _HOOKS):
+                raise ImproperlyConfigured(f"{path} has hooks SiteOnlyMiddleware does not run.")
             handler = convert_exception_to_response(middleware)
         self._site: Callable[[HttpRequest], HttpResponse] = handler
 
@@ -127,13 +127,5 @@ class SiteOnlyMiddleware:
             return self.get_response(request)
         return self._site(request)
 
-    def process_view(
-        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
-    ) -> HttpResponse | None:
-        if is_api_path(request):
-            return None
-        for hook in self._view_hooks:
-            response = hook(request, view, args, kwargs)
-            if response is not None:
-                return response
-        return None
+
+_HOOKS = ("process_view", "process_exception", "process_template_response")

@@ -82,15 +82,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.static.StaticFilesMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "core.middleware.SiteOnlyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # Only outside /api (the admin, the site's pages): the API authenticates with bearer tokens.
 SITE_MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # The admin's checks look for those in MIDDLEWARE; they run for the admin, from the list above
 # (core/tests/test_site_middleware.py signs in to the admin through them).
