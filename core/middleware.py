@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from inspect import iscoroutinefunction
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.exception import convert_exception_to_response
@@ -110,19 +112,26 @@ class SiteOnlyMiddleware:
     The API authenticates with bearer tokens and uses none of these; on a cached chatroom
     list they were a tenth of the request's CPU. The admin and the site's pages keep them,
     in their order. None of them has a view hook; CSRF, which has one, stays in MIDDLEWARE.
+    Async-capable like the rest of the chain: one sync-only layer would make Django run the
+    async stream view's whole chain on a thread.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
         handler: Callable[[HttpRequest], Any] = get_response
         for path in reversed(settings.SITE_MIDDLEWARE):
             middleware = import_string(path)(handler)
             if any(hasattr(middleware, hook) for hook in _HOOKS):
                 raise ImproperlyConfigured(f"{path} has hooks SiteOnlyMiddleware does not run.")
             handler = convert_exception_to_response(middleware)
-        self._site: Callable[[HttpRequest], HttpResponse] = handler
+        self._site: Callable[[HttpRequest], Any] = handler
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if is_api_path(request):
             return self.get_response(request)
         return self._site(request)

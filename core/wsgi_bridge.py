@@ -60,6 +60,10 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     if client:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
     for raw_name, raw_value in scope["headers"]:
+        if b"_" in raw_name:
+            # X_Forwarded_For would land in HTTP_X_FORWARDED_FOR beside the proxy's own
+            # X-Forwarded-For: dropped, as gunicorn and Django's runserver do.
+            continue
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             name = "HTTP_" + name

@@ -35,7 +35,7 @@ from core.wsgi_bridge import WSGIBridge
 django_asgi = get_asgi_application()
 django_wsgi = WSGIBridge(
     get_wsgi_application(),
-    threads=int(os.environ.get("WEB_THREADS", "4")),
+    threads=int(os.environ.get("WEB_THREADS", "8")),
 )
 
 
@@ -51,8 +51,17 @@ _stream_executors = [
 _next_executor = itertools.cycle(_stream_executors)
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_async_view(path: str) -> bool:
+    # Real paths are short; a long one (a client's invention) is resolved, never cached.
+    return _resolves_to_async_view(path) if len(path) <= 256 else _resolve_async(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolves_to_async_view(path: str) -> bool:
+    return _resolve_async(path)
+
+
+def _resolve_async(path: str) -> bool:
     try:
         match = resolve(path)
     except Resolver404:

@@ -54,3 +54,10 @@ def test_the_api_sets_no_session_or_csrf_cookie_and_keeps_the_security_headers()
     assert not response.cookies
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
+    assert not hasattr(response.wsgi_request, "session")  # SiteOnlyMiddleware skipped it
+
+
+def test_the_admin_gets_the_session_and_user_of_the_site_middleware():
+    response = Client().get("/admin/login/")
+    assert hasattr(response.wsgi_request, "session")
+    assert hasattr(response.wsgi_request, "user")

@@ -1,0 +1,50 @@
+"""The WSGI environ the bridge builds from an ASGI scope (core/wsgi_bridge.py)."""
+
+from core.wsgi_bridge import wsgi_environ
+
+
+def _scope(**overrides):
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "http_version": "1.1",
+        "scheme": "https",
+        "path": "/api/chatroom/é",
+        "root_path": "",
+        "query_string": b"limit=5&cursor=a%20b",
+        "server": ("api.example", 443),
+        "client": ("203.0.113.7", 51000),
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"2"),
+            (b"x-forwarded-for", b"198.51.100.1"),
+            (b"accept", b"application/json"),
+            (b"accept", b"text/plain"),
+        ],
+    }
+    scope.update(overrides)
+    return scope
+
+
+def test_the_environ_carries_the_request_as_pep_3333_says():
+    environ = wsgi_environ(_scope(), b"{}")
+    assert environ["REQUEST_METHOD"] == "POST"
+    assert environ["PATH_INFO"] == "/api/chatroom/é".encode().decode("latin-1")
+    assert environ["QUERY_STRING"] == "limit=5&cursor=a%20b"
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("api.example", "443")
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert (environ["CONTENT_TYPE"], environ["CONTENT_LENGTH"]) == ("application/json", "2")
+    assert environ["HTTP_ACCEPT"] == "application/json,text/plain"
+    assert environ["wsgi.input"].read() == b"{}"
+
+
+def test_header_names_with_underscores_are_dropped_so_they_cannot_pose_as_others():
+    headers = [(b"x-forwarded-for", b"198.51.100.1"), (b"x_forwarded_for", b"9.9.9.9")]
+    environ = wsgi_environ(_scope(headers=headers), b"")
+    assert environ["HTTP_X_FORWARDED_FOR"] == "198.51.100.1"
+
+
+def test_a_root_path_becomes_the_script_name():
+    environ = wsgi_environ(_scope(root_path="/v1", path="/v1/api/user/me"), b"")
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/v1", "/api/user/me")
