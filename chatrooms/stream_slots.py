@@ -6,9 +6,16 @@ A user's open streams are a sorted set in Redis: one member per stream, scored b
 slot lapses. Opening is one script (drop the lapsed, count, add when under the cap); an open
 stream renews its slot at every keep-alive interval and gives it back when it ends or its
 client goes away. A process that dies without giving its slots back loses them on their own
-`_LEASE_INTERVALS` keep-alive intervals later.
+`_LEASE_INTERVALS` keep-alive intervals later. A renewal also puts back a slot that Redis
+lost (restarted empty, or the key expired) and pushes the key's expiry on, so a stream
+stays counted for as long as it is open.
 
-While Redis cannot be asked, a stream opens anyway (the per-process cap still bounds this
+In the process, the open streams are the slots alive in a weak set: a slot leaves it when
+it is given back, and also when its stream is dropped before it ever ran (the client left
+between the slot's taking and the first byte), so the count cannot leak.
+
+While Redis cannot be asked (down, or every one of the process's STREAM_REDIS_CONNECTIONS
+busy for 5 s), a stream opens anyway (the per-process cap still bounds this
 process; the stream itself then reports `stream_unavailable`): refusing it would turn a
 cache outage into an outage of the stream, and the cap guards no secret.
 """
@@ -19,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from types import TracebackType
 
 from django.conf import settings
@@ -41,8 +49,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+# KEYS: the user's slots. ARGV: this slot's lapse time, its member, the key's lifetime.
+_RENEW_LUA = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 _process_lock = threading.Lock()
-_process_open = 0
+_process_slots: weakref.WeakSet[StreamSlot] = weakref.WeakSet()
 
 
 def slots_key(user_id: int) -> str:
@@ -56,7 +71,8 @@ def _lease_seconds() -> int:
 
 
 def process_streams_open() -> int:
-    return _process_open
+    with _process_lock:
+        return len(_process_slots)
 
 
 class StreamSlot:
@@ -67,7 +83,6 @@ class StreamSlot:
         self._key = slots_key(user_id)
         self._member = uuid.uuid4().hex
         self._renewed_at = 0.0
-        self._in_process = False
 
     async def take(self) -> None:
         self._process_take()
@@ -78,14 +93,14 @@ class StreamSlot:
             raise
 
     async def renew_if_due(self) -> None:
-        """Push the slot's lapse time on, once per keep-alive interval."""
+        """Push the slot's lapse time and the key's expiry on, once per keep-alive interval."""
         now = time.time()
         if now - self._renewed_at < settings.REPLY_STREAM_KEEPALIVE_SECONDS:
             return
         self._renewed_at = now
         try:
-            await stream_reader().client.zadd(
-                self._key, {self._member: now + _lease_seconds()}, xx=True
+            await stream_reader().client.eval(
+                _RENEW_LUA, 1, self._key, now + _lease_seconds(), self._member, _lease_seconds() * 2
             )
         except RedisError as exc:
             logger.warning("Could not renew a stream slot: %r", exc)
@@ -109,22 +124,17 @@ class StreamSlot:
         await self.give_back()
 
     def _process_take(self) -> None:
-        global _process_open
         with _process_lock:
-            if _process_open >= settings.MAX_OPEN_STREAMS_PER_PROCESS:
+            if len(_process_slots) >= settings.MAX_OPEN_STREAMS_PER_PROCESS:
                 raise StreamsTooMany(
                     limit=settings.MAX_OPEN_STREAMS_PER_PROCESS,
                     retry_after=settings.REPLY_STREAM_KEEPALIVE_SECONDS,
                 )
-            _process_open += 1
-            self._in_process = True
+            _process_slots.add(self)
 
     def _process_give_back(self) -> None:
-        global _process_open
         with _process_lock:
-            if self._in_process:
-                _process_open -= 1
-                self._in_process = False
+            _process_slots.discard(self)
 
     async def _user_take(self) -> None:
         now = time.time()

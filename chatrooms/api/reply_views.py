@@ -121,7 +121,8 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         return _error_response(exc)
     finally:
         await sync_to_async(db_connection_release)()
-
+    # From here the slot is the stream's, which gives it back when it ends; a stream dropped
+    # before it ever runs (the client left first) frees its slot with it (stream_slots).
     stream = StreamingHttpResponse(
         _sse_body(reply_events(reply=reply), slot=slot), content_type="text/event-stream"
     )

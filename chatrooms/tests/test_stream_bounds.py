@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import time
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import AsyncClient
+from django.test import AsyncClient, AsyncRequestFactory
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 from chatrooms import stream_slots, streaming
+from chatrooms.api.reply_views import reply_stream
 from chatrooms.models import Message
 from chatrooms.stream_reader import CLIENT_NAME
 from chatrooms.tests.factories import ChatroomFactory, UserFactory
@@ -129,6 +131,50 @@ def test_a_closed_stream_gives_its_slot_back(make_exchange, pipeline_user, setti
     assert after == 0
     assert again.status_code == 200
     assert stream_slots.process_streams_open() == 0
+
+
+def test_a_stream_dropped_before_its_first_byte_frees_its_process_slot(
+    make_exchange, pipeline_user
+):
+    """The client left between the slot's taking and the first read: Django drops the
+    response unread, and the generator that would give the slot back never runs."""
+    reply = _streaming_reply(make_exchange)
+    request = AsyncRequestFactory().get(_url(reply), headers=_auth(pipeline_user))
+
+    async def go() -> int:
+        response = await reply_stream(request, reply.chatroom_id, reply.pk)
+        assert response.status_code == 200
+        held = stream_slots.process_streams_open()
+        del response
+        gc.collect()
+        return held
+
+    assert async_to_sync(go)() == 1
+    assert stream_slots.process_streams_open() == 0
+
+
+def test_an_open_stream_stays_counted_after_its_slots_key_is_lost(
+    make_exchange, pipeline_user, settings
+):
+    """The key expired (no open for a while) or Redis restarted empty: the open stream's
+    next renewal puts its slot back, so the cap still holds."""
+    settings.MAX_OPEN_STREAMS_PER_USER = 1
+    settings.REPLY_STREAM_KEEPALIVE_SECONDS = 1
+    reply = _streaming_reply(make_exchange)
+    key = stream_slots.slots_key(pipeline_user.pk)
+
+    async def go() -> tuple[Any, int]:
+        first = await _open(reply, pipeline_user)
+        streaming.redis_client().delete(key)
+        await asyncio.sleep(2.5)  # a keep-alive or two: the slot is renewed
+        refused = await _open(reply, pipeline_user)
+        ttl = streaming.redis_client().ttl(key)
+        await _close(first)
+        return refused, ttl
+
+    refused, ttl = async_to_sync(go)()
+    assert _error(refused) == (429, "too_many_streams")
+    assert 0 < ttl <= 6
 
 
 def test_the_process_cap_refuses_the_next_stream_of_anyone(make_exchange, pipeline_user, settings):
