@@ -5,8 +5,12 @@ A stream waits for new events most of its life. Waiting with its own blocking XR
 hold a Redis connection per open stream; instead one task per event loop sends a single
 `XREAD BLOCK` naming every followed stream, and hands what comes back to each follower's
 queue. A web process then holds at most STREAM_REDIS_CONNECTIONS connections for its
-streams, however many are open: the reader's, and the short calls (a late joiner's
-backlog, the open-stream slots) that take turns on the rest.
+streams, however many are open: the reader's own, and a pool of the rest where the short
+calls (a late joiner's backlog, the open-stream slots) take turns, so a crowd of them can
+never keep the reader waiting.
+
+When a read fails, every stream followed at that moment ends with `stream_unavailable`
+(the reader's next call starts afresh with the streams that come after).
 
 A stream that joins while the reader waits is included in its next call, at most
 `_BLOCK_SECONDS` later. Nothing is missed meanwhile: each follower reads from the id after
@@ -16,6 +20,7 @@ its backlog, not from "now".
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import weakref
 from typing import cast
@@ -73,58 +78,75 @@ class Follow:
         return entries
 
 
+def _client(*, connections: int) -> aioredis.Redis:
+    return aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=connections,
+            timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
+            decode_responses=True,
+            socket_timeout=_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+            client_name=CLIENT_NAME,
+        )
+    )
+
+
 class StreamReader:
     """The process's streams on one event loop: the shared client, and the reading task."""
 
     def __init__(self) -> None:
-        self.client = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.REDIS_URL,
-                max_connections=settings.STREAM_REDIS_CONNECTIONS,
-                timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
-                decode_responses=True,
-                socket_timeout=_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS,
-                socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-                client_name=CLIENT_NAME,
-            )
-        )
-        self._follows: set[Follow] = set()
+        self.client = _client(connections=max(settings.STREAM_REDIS_CONNECTIONS - 1, 1))
+        self._reading_client = _client(connections=1)
+        self._follows: dict[str, set[Follow]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def follow(self, *, key: str, after_id: str) -> Follow:
         follow = Follow(key, after_id)
-        self._follows.add(follow)
+        self._follows.setdefault(key, set()).add(follow)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._read())
+            # A context of its own: the task outlives the request that happened to start it.
+            self._task = asyncio.get_running_loop().create_task(
+                self._read(), context=contextvars.Context()
+            )
         return follow
 
     def unfollow(self, follow: Follow) -> None:
-        self._follows.discard(follow)
+        followers = self._follows.get(follow.key)
+        if followers is not None:
+            followers.discard(follow)
+            if not followers:
+                del self._follows[follow.key]
 
     async def _read(self) -> None:
         while self._follows:
-            follows = list(self._follows)
-            after: dict[str, str] = {}
-            for follow in follows:
-                known = after.get(follow.key)
-                if known is None or _entry_id(follow.last_id) < _entry_id(known):
-                    after[follow.key] = follow.last_id
+            after = {
+                key: min((follow.last_id for follow in followers), key=_entry_id)
+                for key, followers in self._follows.items()
+            }
             try:
-                response = await self.client.xread(
+                response = await self._reading_client.xread(
                     after,  # type: ignore[arg-type]  # redis-py types the ids too narrowly
                     count=_READ_BATCH,
                     block=int(_BLOCK_SECONDS * 1000),
                 )
-            except RedisError as exc:
-                logger.warning("The reply stream reader lost Redis: %r", exc)
-                for follow in follows:
-                    follow.fail(exc)
-                    self._follows.discard(follow)
+            except Exception as exc:
+                if isinstance(exc, RedisError):
+                    logger.warning("The reply stream reader lost Redis: %r", exc)
+                else:
+                    logger.exception("The reply stream reader failed")
+                self._fail_all(exc if isinstance(exc, RedisError) else RedisError(repr(exc)))
                 return
             for key, entries in cast(list[tuple[str, list[Entry]]], response or []):
-                for follow in follows:
-                    if follow.key == key:
-                        follow.deliver(entries)
+                for follow in list(self._follows.get(key, ())):
+                    follow.deliver(entries)
+
+    def _fail_all(self, error: RedisError) -> None:
+        """Every stream followed now, those that joined during the failed call included."""
+        follows, self._follows = self._follows, {}
+        for followers in follows.values():
+            for follow in followers:
+                follow.fail(error)
 
 
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamReader] = (

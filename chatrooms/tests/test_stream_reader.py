@@ -1,0 +1,64 @@
+"""The shared reader of a web process's reply streams (chatrooms/stream_reader.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from chatrooms import streaming
+from chatrooms.stream_reader import StreamReader
+
+KEY = "test:stream-reader:reply"
+
+
+@pytest.fixture
+def stream_key():
+    redis = streaming.redis_client()
+    redis.delete(KEY)
+    yield KEY
+    redis.delete(KEY)
+
+
+def test_a_failed_read_ends_every_follow_and_the_next_follow_reads_again(stream_key):
+    redis = streaming.redis_client()
+
+    async def go() -> tuple[bool, list[str]]:
+        reader = StreamReader()
+        first = reader.follow(key=stream_key, after_id="0")
+        real_xread = reader._reading_client.xread
+
+        async def broken_once(*args, **kwargs):
+            reader._reading_client.xread = real_xread  # type: ignore[method-assign]
+            raise RedisConnectionError("connection reset")
+
+        reader._reading_client.xread = broken_once  # type: ignore[method-assign]
+        try:
+            await first.wait(seconds=2)
+            failed = False
+        except RedisConnectionError:
+            failed = True
+        second = reader.follow(key=stream_key, after_id="0")
+        redis.xadd(stream_key, {"text": "after"})
+        entries = await second.wait(seconds=2)
+        return failed, [fields["text"] for _, fields in entries]
+
+    failed, texts = async_to_sync(go)()
+    assert failed
+    assert texts == ["after"]
+
+
+def test_followers_of_one_stream_each_get_its_entries(stream_key):
+    redis = streaming.redis_client()
+
+    async def go() -> list[list[str]]:
+        reader = StreamReader()
+        follows = [reader.follow(key=stream_key, after_id="0") for _ in range(3)]
+        await asyncio.sleep(0.05)
+        redis.xadd(stream_key, {"text": "one"})
+        batches = await asyncio.gather(*(follow.wait(seconds=2) for follow in follows))
+        return [[fields["text"] for _, fields in batch] for batch in batches]
+
+    assert async_to_sync(go)() == [["one"], ["one"], ["one"]]
