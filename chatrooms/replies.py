@@ -78,9 +78,11 @@ FAILURE_MESSAGES = {
 
 # What PostgreSQL cannot store in text: NUL, and (from JSON's \ud83d escapes) lone surrogates.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# After Redis failed a chunk, the next chunks are not published for this long (each try would
-# wait for its connect timeout while the model streams on).
+# After Redis failed a chunk, the next chunks are not published for a pause (each try waits
+# up to its timeouts while the model streams on): 1 s, doubling after each failure in a row
+# up to 30 s, so a Redis that drops packets slows the attempt down by a few tries at most.
 _PUBLISH_PAUSE_SECONDS = 1.0
+_PUBLISH_PAUSE_MAX_SECONDS = 30.0
 
 # Enough turns to fill any sensible AI_CONTEXT_TOKENS; context_fit picks the ones that fit.
 HISTORY_MAX_MESSAGES = 200
@@ -351,6 +353,7 @@ class _DeltaPublisher:
         self._claim = claim
         self._offset = 0
         self._paused_until = 0.0
+        self._pause = _PUBLISH_PAUSE_SECONDS
 
     def __call__(self, chunk: str) -> bool:
         """False: a cancel was requested, and the chunk was not published."""
@@ -367,8 +370,10 @@ class _DeltaPublisher:
             )
         except RedisError:
             logger.warning("Reply %s: cannot publish chunks", self._claim.reply_id)
-            self._paused_until = time.monotonic() + _PUBLISH_PAUSE_SECONDS
+            self._paused_until = time.monotonic() + self._pause
+            self._pause = min(self._pause * 2, _PUBLISH_PAUSE_MAX_SECONDS)
             return True
+        self._pause = _PUBLISH_PAUSE_SECONDS
         return not canceled
 
 

@@ -237,7 +237,10 @@ class ReplyFollower:
                 self.attempt = attempt
                 self.holding = False
             if kind == "delta":
-                events.extend(self._delta(offset=int(fields["offset"]), text=fields["text"]))
+                # A worker of the previous release published no offsets: its chunks follow
+                # each other, so each starts where the text sent so far ends.
+                offset = int(fields["offset"]) if "offset" in fields else self.sent_length
+                events.extend(self._delta(offset=offset, text=fields["text"]))
         return events
 
     def _delta(self, *, offset: int, text: str) -> list[SseEvent]:

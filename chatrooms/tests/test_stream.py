@@ -359,3 +359,10 @@ def test_a_new_attempt_after_a_hole_streams_live_again():
         [("0-2", {"type": "start", "attempt": "2"}), _delta(0, "Fresh", attempt=2)]
     )
     assert _shown(events) == [("delta", {"text": "Fresh"})]
+
+
+def test_chunks_of_a_worker_without_offsets_follow_each_other():
+    """During a rolling deploy, a worker of the previous release publishes no offsets."""
+    follower = streaming.ReplyFollower()
+    old = [("0-1", {"type": "delta", "attempt": "1", "text": text}) for text in ("Hel", "lo")]
+    assert _shown(follower.feed(old)) == [("delta", {"text": "Hel"}), ("delta", {"text": "lo"})]
