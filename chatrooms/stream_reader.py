@@ -23,10 +23,13 @@ import asyncio
 import contextvars
 import logging
 import weakref
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -78,11 +81,12 @@ class Follow:
         return entries
 
 
-def _client(*, connections: int) -> aioredis.Redis:
+def _client(*, connections: int, **options: Any) -> aioredis.Redis:
     return aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
             max_connections=connections,
+            **options,
             timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
             decode_responses=True,
             socket_timeout=_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS,
@@ -97,7 +101,11 @@ class StreamReader:
 
     def __init__(self) -> None:
         self.client = _client(connections=max(settings.STREAM_REDIS_CONNECTIONS - 1, 1))
-        self._reading_client = _client(connections=1)
+        # Its one connection is stale after a Redis restart: a read that fails to connect is
+        # tried once more on a new one before the streams are told (reading twice is safe).
+        self._reading_client = _client(
+            connections=1, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+        )
         self._follows: dict[str, set[Follow]] = {}
         self._task: asyncio.Task[None] | None = None
 

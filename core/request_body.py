@@ -11,9 +11,9 @@ the body (RFC 9112 §6.3); uvicorn's parser refuses such requests before they ge
 Bodies with a Content-Length within the limit are read here too: a client that disconnects
 halfway is then never served what it sent so far (an adapter reading it lazily would
 take the disconnect for the end of the body), and a slow sender waits in the event loop
-instead of holding one of the WSGI threads. A declared length over the limit, or one that
-is not a number, passes on unread to Django's middleware, which refuses it (413, 400)
-before anything else.
+instead of holding one of the WSGI threads. A declared length over the limit is refused
+here, unread, on every path (the admin's too); one that is not a number passes on to
+Django, which refuses it (400).
 
 Requests without a body (neither header) pass straight through.
 
@@ -63,7 +63,10 @@ class RequestBodyReader:
                 chunked = True
         if chunked:
             limit = self.max_bytes
-        elif declared is not None and declared.isdigit() and int(declared) <= self.max_bytes:
+        elif declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await _send_too_large(send)  # on any path, before a byte of it is read
+                return
             limit = int(declared)
         else:
             await self.app(scope, receive, send)

@@ -7,9 +7,8 @@ and per body read, each a wake-up of the other side; on two cores that traffic c
 the CPU of a cached list, most of it in the kernel (measured in README, "Benchmarks").
 
 The body comes from the layer in front (`core.request_body.RequestBodyReader`), which read
-it whole, within the limit, and left it in the scope; this never reads the connection. A
-body announced over the limit was left unread: Django refuses it by its Content-Length
-before reading any (413), so it gets none here.
+it whole, within the limit, and left it in the scope (it refuses a body announced over the
+limit itself); this never reads the connection.
 Responses are buffered in full, which is what a REST API sends; the only streams this
 project has (the reply's SSE) are async views that never come here.
 """
@@ -18,12 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.db import connections
+
+from core.errors import error_body
 from core.request_body import BODY_SCOPE_KEY
+
+logger = logging.getLogger(__name__)
+_SERVER_ERROR = json.dumps(error_body("server_error", "An unexpected error occurred.")).encode()
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -85,6 +92,17 @@ class WSGIBridge:
         await send({"type": "http.response.body", "body": body})
 
     def _respond(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
+        """Django's answer; a JSON 500 if anything escaped it (its handler catches what the
+        views raise, not what fails around them), never the server's text/plain page."""
+        try:
+            return self._call_app(environ)
+        except Exception:
+            logger.exception("The WSGI application failed outside its error handling")
+            # Its request_finished may not have run: give this thread's connection back.
+            connections.close_all()
+            return 500, [(b"content-type", b"application/json")], _SERVER_ERROR
+
+    def _call_app(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
         started: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:

@@ -1,6 +1,11 @@
 """The WSGI environ the bridge builds from an ASGI scope (core/wsgi_bridge.py)."""
 
-from core.wsgi_bridge import wsgi_environ
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from core.wsgi_bridge import WSGIBridge, wsgi_environ
 
 
 def _scope(**overrides):
@@ -48,3 +53,23 @@ def test_header_names_with_underscores_are_dropped_so_they_cannot_pose_as_others
 def test_a_root_path_becomes_the_script_name():
     environ = wsgi_environ(_scope(root_path="/v1", path="/v1/api/user/me"), b"")
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/v1", "/api/user/me")
+
+
+@pytest.mark.django_db
+def test_an_application_that_fails_outside_its_handler_answers_the_json_500():
+    def broken(environ, start_response):
+        raise RuntimeError("a request_started receiver failed")
+
+    bridge = WSGIBridge(broken, threads=1)
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async_to_sync(bridge)(_scope(), receive, send)
+    assert sent[0]["status"] == 500
+    assert (b"content-type", b"application/json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"]["code"] == "server_error"
