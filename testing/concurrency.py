@@ -4,6 +4,7 @@ released together."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,20 +29,24 @@ def at_once(
         try:
             if connect_first:
                 connections["default"].ensure_connection()
-            barrier.wait()
+            barrier.wait(timeout=timeout)
             results[index] = call()
         except BaseException as exc:
+            barrier.abort()  # the others stop waiting for a thread that will never come
             errors.append(exc)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    # Daemon threads: a call that hangs fails its test, not the end of the test run.
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + timeout
     for thread in threads:
-        thread.join(timeout=timeout)
+        thread.join(timeout=max(deadline - time.monotonic(), 0))
     if any(thread.is_alive() for thread in threads):
         raise TimeoutError(f"calls still running after {timeout} s")
+    real = [error for error in errors if not isinstance(error, threading.BrokenBarrierError)]
     if errors:
-        raise errors[0]
+        raise (real or errors)[0]
     return results  # type: ignore[return-value]  # every slot was filled

@@ -150,7 +150,8 @@ def test_retryable_errors_are_retried_then_the_reply_completes(
     assert len(fake_gemini.requests) == 4
     assert counted(pipeline_user.pk) == 1
     events = published(reply.pk)
-    # Each attempt starts with its mark; the broken one's text is followed by the next's start.
+    # Each attempt starts with its mark; the first failed before any text, so its mark is
+    # followed at once by the second's.
     assert [(e["type"], e["attempt"]) for e in events[:3]] == [
         ("start", "1"),
         ("start", "2"),

@@ -189,11 +189,12 @@ def test_as_a_process_it_is_driven_over_http(settings):
 
 
 def test_it_runs_as_one_file_of_the_standard_library(tmp_path: Path):
-    """The side-by-side benchmark copies fake_gemini.py alone and runs it with python3."""
+    """The side-by-side benchmark copies fake_gemini.py alone and runs it with python3
+    (`-S`: without site-packages, so a third-party import would fail here)."""
     alone = tmp_path / "fake_gemini.py"
     alone.write_text(Path(__file__).parents[1].joinpath("fake_gemini.py").read_text())
     process = subprocess.Popen(
-        [sys.executable, "-I", "-B", str(alone), "--port", "0", "--print-url"],
+        [sys.executable, "-I", "-S", "-B", str(alone), "--port", "0", "--print-url"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,
