@@ -93,7 +93,8 @@ SITE_MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 # The admin's checks look for those in MIDDLEWARE; they run for the admin, from the list above
-# (core/tests/test_site_middleware.py signs in to the admin through them).
+# (core/tests/test_site_middleware.py signs in to the admin through them; core/checks.py
+# checks they are there).
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "gemini_clone.urls"

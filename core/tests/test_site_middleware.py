@@ -5,6 +5,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from core.checks import ADMIN_NEEDS, site_middleware_check
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +62,12 @@ def test_the_admin_gets_the_session_and_user_of_the_site_middleware():
     response = Client().get("/admin/login/")
     assert hasattr(response.wsgi_request, "session")
     assert hasattr(response.wsgi_request, "user")
+
+
+def test_a_site_middleware_list_without_what_the_admin_needs_fails_the_checks(settings):
+    settings.SITE_MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+    assert [error.id for error in site_middleware_check()] == ["core.E002"]
+    settings.SITE_MIDDLEWARE = list(reversed(ADMIN_NEEDS))
+    assert [error.id for error in site_middleware_check()] == ["core.E003"]
+    settings.SITE_MIDDLEWARE = list(ADMIN_NEEDS)
+    assert site_middleware_check() == []
