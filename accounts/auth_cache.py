@@ -43,8 +43,16 @@ _FORGOTTEN = "forgotten"
 _FORGOTTEN_SECONDS = 10
 
 
-def auth_user_cached(*, user_id: object) -> User | None:
-    cached = cache.get(_key(user_id))
+def auth_user_redis_key(*, user_id: object) -> str:
+    """The Redis key of the copy, for a caller that reads it in a round trip of its own."""
+    return str(cache.client.make_key(_key(user_id)))  # type: ignore[attr-defined]
+
+
+def auth_user_from_redis(raw: bytes | None) -> User | None:
+    """The copy from its raw Redis value (None: no copy, or forgotten)."""
+    if raw is None:
+        return None
+    cached = cache.client.decode(raw)  # type: ignore[attr-defined]
     return None if cached == _FORGOTTEN else cached
 
 

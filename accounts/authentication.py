@@ -1,27 +1,43 @@
-"""JWT authentication with simplejwt's checks, on a user read through `auth_cache`."""
+"""JWT authentication with simplejwt's checks, on a user read through `auth_cache`.
+
+The user's cached row and the request's count for the per-user throttle come back in one
+Redis round trip (`core.throttling.request_count_with`); the count is left on the request
+for the throttle."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from accounts.auth_cache import auth_user_cached, auth_user_remember
+from accounts.auth_cache import auth_user_from_redis, auth_user_redis_key, auth_user_remember
 from accounts.models import User
 from accounts.tokens import token_user_id
+from core.throttling import Counted, request_count_with, request_counted
 
 
 class CachedUserJWTAuthentication(JWTAuthentication):
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        self._counted: Counted | None = None
+        result = super().authenticate(request)
+        if result is not None and self._counted is not None:
+            request_counted(request._request, self._counted.wait)
+        return result
+
     def get_user(self, validated_token: Token) -> Any:
         user_id = token_user_id(validated_token.get(api_settings.USER_ID_CLAIM))
         if user_id is None:
             raise InvalidToken("Token contained no recognizable user identification")
-        cached = auth_user_cached(user_id=user_id)
+        self._counted = request_count_with(
+            user_id=user_id, also_get=auth_user_redis_key(user_id=user_id)
+        )
+        cached = auth_user_from_redis(self._counted.value)
         if cached is None:
             # simplejwt's own lookup and checks; only a user that passes them is remembered.
             user = cast(User, super().get_user(validated_token))

@@ -15,6 +15,11 @@ because a cache is down would turn a Redis outage into an API outage.
 
 Requests without a user (the public endpoints, which have limits of their own, and the
 Stripe webhook) are not counted.
+
+Authentication reads the user's cached row from Redis anyway, so it counts the request in
+that same round trip (`request_count_with`) and leaves the answer on the request
+(`request_counted`); the throttle then only reads it (`request_wait`). A request that
+authentication did not count (a user row not cached) is counted by the throttle.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
+from django.http import HttpRequest
 from django_redis import get_redis_connection
 from redis.exceptions import NoScriptError, RedisError
 from rest_framework.throttling import BaseThrottle
@@ -53,30 +60,65 @@ return count
 _COUNT_SHA = hashlib.sha1(_COUNT, usedforsecurity=False).hexdigest()
 
 
-def _count_request(*, user_id: int, window: int) -> int:
-    """This user's requests in this window, this one included."""
+def _count_request(*, user_id: int, window: int, also_get: str | None) -> tuple[int, Any]:
+    """This user's requests in this window, this one included; and the raw value at the
+    Redis key `also_get`, read in the same round trip."""
     client = get_redis_connection("default")
     key = _key(user_id=user_id, window=window)
+    if also_get is None:
+        try:
+            count = client.evalsha(_COUNT_SHA, 1, key, WINDOW_SECONDS * 2)
+        except NoScriptError:  # the first call since this Redis started: EVAL also caches it
+            count = client.eval(_COUNT, 1, key, WINDOW_SECONDS * 2)
+        return int(count), None
+    pipe = client.pipeline(transaction=False)
+    pipe.get(also_get)
+    pipe.eval(_COUNT, 1, key, WINDOW_SECONDS * 2)  # EVAL: a pipeline cannot fall back
+    value, count = pipe.execute()
+    return int(count), value
+
+
+@dataclass(frozen=True)
+class Counted:
+    wait: float | None  # None while within API_RATE_PER_MINUTE (or while Redis cannot say)
+    value: Any = None  # what `also_get` held, raw (None when missing, or Redis failed)
+
+
+def request_count_with(*, user_id: int, also_get: str | None = None) -> Counted:
+    """Counts a request of this user and, in the same round trip, reads `also_get`."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
     try:
-        count = client.evalsha(_COUNT_SHA, 1, key, WINDOW_SECONDS * 2)
-    except NoScriptError:  # the first call since this Redis started: EVAL also caches it
-        count = client.eval(_COUNT, 1, key, WINDOW_SECONDS * 2)
-    return int(count)
+        count, value = _count_request(user_id=user_id, window=window, also_get=also_get)
+    except RedisError as exc:
+        logger.warning("Request throttle skipped, Redis unavailable: %r", exc)
+        return Counted(wait=None)
+    if count <= settings.API_RATE_PER_MINUTE:
+        return Counted(wait=None, value=value)
+    return Counted(wait=(window + 1) * WINDOW_SECONDS - now, value=value)
 
 
 def request_wait_seconds(*, user_id: int) -> float | None:
     """Counts a request of this user: None while within API_RATE_PER_MINUTE (or while Redis
     cannot say), else the seconds until the minute ends."""
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    try:
-        count = _count_request(user_id=user_id, window=window)
-    except RedisError as exc:
-        logger.warning("Request throttle skipped, Redis unavailable: %r", exc)
-        return None
-    if count <= settings.API_RATE_PER_MINUTE:
-        return None
-    return (window + 1) * WINDOW_SECONDS - now
+    return request_count_with(user_id=user_id).wait
+
+
+_COUNTED_ATTR = "throttle_counted_wait"
+_UNCOUNTED = object()
+
+
+def request_counted(request: HttpRequest, wait: float | None) -> None:
+    """Authentication counted this request already: its wait, for `request_wait`."""
+    setattr(request, _COUNTED_ATTR, wait)
+
+
+def request_wait(request: HttpRequest, *, user_id: int) -> float | None:
+    """This request's wait: as authentication counted it, or counted now."""
+    counted = getattr(request, _COUNTED_ATTR, _UNCOUNTED)
+    if counted is _UNCOUNTED:
+        return request_wait_seconds(user_id=user_id)
+    return cast(float | None, counted)
 
 
 class UserRequestThrottle(BaseThrottle):
@@ -89,7 +131,7 @@ class UserRequestThrottle(BaseThrottle):
         user_id = getattr(request.user, "pk", None)
         if user_id is None:
             return True
-        self._wait = request_wait_seconds(user_id=user_id)
+        self._wait = request_wait(request._request, user_id=user_id)
         return self._wait is None
 
     def wait(self) -> float | None:

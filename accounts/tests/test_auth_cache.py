@@ -74,14 +74,22 @@ def test_users_deleted_in_bulk_by_the_admin_are_refused(admin_client, api_client
 
 
 def test_a_copy_read_before_a_change_cannot_be_stored_after_it(api_client, user):
-    from accounts.auth_cache import auth_user_cached, auth_user_forget, auth_user_remember
+    from django_redis import get_redis_connection
+
+    from accounts.auth_cache import (
+        auth_user_forget,
+        auth_user_from_redis,
+        auth_user_redis_key,
+        auth_user_remember,
+    )
     from accounts.models import User
 
     stale = User.objects.get(pk=user.pk)  # a request reads the row...
     user.is_active = False
     user.save()  # ...the admin deactivates the user and the copy is forgotten...
     auth_user_remember(user=stale)  # ...then the slow request tries to store what it read.
-    assert auth_user_cached(user_id=user.pk) is None
+    raw = get_redis_connection("default").get(auth_user_redis_key(user_id=user.pk))
+    assert auth_user_from_redis(raw) is None
     token = AccessToken.for_user(stale)
     assert _get_me(api_client, token).status_code == 401
     auth_user_forget(user_id=user.pk)

@@ -34,7 +34,7 @@ from core.db import db_connection_release
 from core.errors import ApiError
 from core.exception_handler import render_exception
 from core.schema import ErrorResponseSerializer
-from core.throttling import request_wait_seconds
+from core.throttling import request_wait
 
 _KEEPALIVE = settings.REPLY_STREAM_KEEPALIVE_SECONDS
 _PER_USER = settings.MAX_OPEN_STREAMS_PER_USER
@@ -111,7 +111,7 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         return response
     try:
         user = await _authenticate(request)
-        wait = await sync_to_async(request_wait_seconds)(user_id=user.pk)
+        wait = await sync_to_async(request_wait)(request, user_id=user.pk)
         if wait is not None:
             raise drf.Throttled(wait)
         reply = await message_aget(user=user, chatroom_id=chatroom_id, message_id=message_id)
