@@ -2,27 +2,52 @@
 
 The user's cached row and the request's count for the per-user throttle come back in one
 Redis round trip (`core.throttling.request_count_with`); the count is left on the request
-for the throttle."""
+for the throttle.
+
+A token's signature is verified once per process: the tokens verified last are kept
+(`_verified`, bounded), and a kept one is checked again only for its expiry, against the
+clock of each request. What revokes a token (a password change, a deactivation) lives in the
+user row, which every request checks, so keeping verifications revokes nothing late."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
-from rest_framework_simplejwt.utils import get_md5_hash_password
+from rest_framework_simplejwt.utils import aware_utcnow, get_md5_hash_password
 
 from accounts.auth_cache import auth_user_from_redis, auth_user_redis_key, auth_user_remember
 from accounts.models import User
 from accounts.tokens import token_user_id
 from core.throttling import Counted, request_count_with, request_counted
 
+_VERIFIED_TOKENS = 4096  # a few MiB at most
+
+
+@functools.lru_cache(maxsize=_VERIFIED_TOKENS)
+def _verified(raw_token: bytes) -> Token:
+    """simplejwt's verification of the token (signature, type, claims); raises when invalid,
+    and an invalid token is never kept."""
+    return JWTAuthentication().get_validated_token(raw_token)
+
 
 class CachedUserJWTAuthentication(JWTAuthentication):
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        token = _verified(raw_token)
+        try:
+            token.check_exp(current_time=aware_utcnow())
+        except TokenError as exc:
+            raise InvalidToken(
+                {"detail": "Given token not valid for any token type", "messages": [exc.args[0]]}
+            ) from exc
+        return token
+
     def authenticate(self, request: Request) -> tuple[Any, Token] | None:
         self._counted: Counted | None = None
         result = super().authenticate(request)
