@@ -459,17 +459,32 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
     return reply, None
 
 
+def _end(claim: Claim, **fields: Any) -> Message | None:
+    """The attempt's final write, fenced (only while this attempt still streams): `fields`,
+    the end time, the lease released. Returns the reply as written, or None when the fence
+    refused it. One statement (UPDATE ... RETURNING), not an update and a read: it is on
+    every reply's path."""
+    table = connection.ops.quote_name(Message._meta.db_table)
+    columns = [connection.ops.quote_name(name) for name in fields]
+    assignments = ", ".join(f"{column} = %s" for column in columns)
+    sql = (
+        f"UPDATE {table} SET {assignments}, completed_at = STATEMENT_TIMESTAMP(), "  # noqa: S608
+        "lease_expires_at = NULL, updated_at = STATEMENT_TIMESTAMP() "
+        "WHERE id = %s AND status = %s AND attempts = %s RETURNING *"
+    )
+    params = [*fields.values(), claim.reply_id, Status.STREAMING.value, claim.attempt]
+    written = list(Message.objects.raw(sql, params))
+    return written[0] if written else None
+
+
 def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None:
-    written = _fenced(claim).update(
-        status=Status.COMPLETED,
+    return _end(
+        claim,
+        status=Status.COMPLETED.value,
         content=text,
         prompt_tokens=finish.prompt_tokens,
         output_tokens=finish.output_tokens,
-        completed_at=Now(),
-        lease_expires_at=None,
-        updated_at=Now(),
     )
-    return _reload(claim) if written else None
 
 
 def reply_fail(*, claim: Claim, text: str, code: str) -> Message | None:
@@ -480,32 +495,27 @@ def reply_fail(*, claim: Claim, text: str, code: str) -> Message | None:
     its count, so a prompt is never both refunded and answered.
     """
     with transaction.atomic():
-        written = _fenced(claim).update(
-            status=Status.FAILED,
+        written = _end(
+            claim,
+            status=Status.FAILED.value,
             content=text,
             error_code=code,
             error_message=FAILURE_MESSAGES[code],
-            completed_at=Now(),
-            lease_expires_at=None,
-            updated_at=Now(),
         )
-        if written and claim.usage_day is not None and not text.strip():
+        if written is not None and claim.usage_day is not None and not text.strip():
             usage_refund(user_id=claim.user_id, day=claim.usage_day)
-    return _reload(claim) if written else None
+    return written
 
 
 def reply_block(*, claim: Claim, text: str, reason: str) -> Message | None:
     """Stopped by the model's safety filters. Not refunded: the prompt was answered."""
-    written = _fenced(claim).update(
-        status=Status.BLOCKED,
+    return _end(
+        claim,
+        status=Status.BLOCKED.value,
         content=text,
         error_code="blocked",
         error_message=f"The model's safety filters blocked this reply ({reason}).",
-        completed_at=Now(),
-        lease_expires_at=None,
-        updated_at=Now(),
     )
-    return _reload(claim) if written else None
 
 
 def reply_retry_later(*, claim: Claim, delay_seconds: float) -> bool:
@@ -528,10 +538,6 @@ def reply_cancel_settle(*, reply_id: int, attempt: int, text: str) -> Message | 
         .update(content=text, lease_expires_at=None, updated_at=Now())
     )
     return Message.objects.get(pk=reply_id) if written else None
-
-
-def _reload(claim: Claim) -> Message:
-    return Message.objects.get(pk=claim.reply_id)
 
 
 # --- Sweep (beat) ------------------------------------------------------------------------------

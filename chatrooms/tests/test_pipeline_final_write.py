@@ -61,7 +61,7 @@ def _waiting_final_write(admin: psycopg.Connection, reply_id: int) -> int | None
         """SELECT pid FROM pg_stat_activity
            WHERE datname = current_database() AND wait_event_type = 'Lock'
              AND query LIKE 'UPDATE "chatrooms_message"%%' AND query LIKE %s""",
-        (f'%"chatrooms_message"."id" = {reply_id} %',),
+        (f"% WHERE id = {reply_id} AND %",),  # the fenced final write (replies._end)
     ).fetchone()
     return int(row[0]) if row else None
 
