@@ -1,4 +1,5 @@
-"""Real processes for end-to-end tests: uvicorn serving the ASGI app, and Celery workers.
+"""Real processes for end-to-end tests: the web server as the Procfile runs it (uvicorn, the
+same command as `./run.sh` and the Docker image), and Celery workers.
 
     stack = Stack(env=process_env(GEMINI_BASE_URL=fake.url), log_dir=tmp_path)
     web = stack.start_web()
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,14 +185,17 @@ class Stack:
         return self._url
 
     def start_web(self) -> ManagedProcess:
-        self.web = self._spawn(
-            "web",
-            [
-                PYTHON, "-m", "uvicorn", "gemini_clone.asgi:application",
-                "--host", "127.0.0.1", "--port", "0",  # a free port, read back from the log
-                "--no-access-log", "--timeout-graceful-shutdown", "2",
-            ],
-        )  # fmt: skip
+        """The Procfile's `web:` line, the production command (one process here), on a free
+        port of loopback."""
+        env = {
+            **self.env,
+            "HOST": "127.0.0.1",
+            "PORT": str(_free_port()),
+            "WEB_CONCURRENCY": self.env.get("WEB_CONCURRENCY", "1"),
+            # Its `uvicorn` is this interpreter's.
+            "PATH": f"{Path(PYTHON).parent}{os.pathsep}{self.env.get('PATH', os.environ['PATH'])}",
+        }
+        self.web = self._spawn("web", ["bash", str(_PROC_SH), "web"], env=env)
         return self.web
 
     def start_worker(
@@ -244,16 +249,31 @@ class Stack:
             elif process.alive:
                 process.kill()  # a test leaves no task worth finishing; a warm stop takes 1 s+
 
-    def _spawn(self, name: str, args: list[str], ready_line: str | None = None) -> ManagedProcess:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        ready_line: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ManagedProcess:
         process = ManagedProcess(
             name=name,
             args=args,
-            env=self.env,
+            env=env if env is not None else self.env,
             log_path=self.log_dir / f"{name}.log",
             ready_line=ready_line,
         )
         self.processes.append(process)
         return process
+
+
+_PROC_SH = Path(__file__).resolve().parents[1] / "scripts" / "proc.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _first_match(pattern: re.Pattern[str], text: str) -> str | None:
