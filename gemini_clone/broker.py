@@ -44,15 +44,14 @@ class _ClientReusingChannel(kombu_redis.Channel):
         return client
 
 
-class _RedisTransport(kombu_redis.Transport):
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with the channel above; settings.py names it
+    (`CELERY_BROKER_TRANSPORT`) when the broker is Redis."""
+
     Channel = _ClientReusingChannel
 
 
 class CollectSafeConnection(Connection):
-    def get_transport_cls(self) -> Any:
-        transport = super().get_transport_cls()
-        return _RedisTransport if transport is kombu_redis.Transport else transport
-
     def collect(self, socket_timeout: float | None = None) -> None:
         try:
             super().collect(socket_timeout)
