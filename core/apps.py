@@ -1,9 +1,8 @@
 from django.apps import AppConfig
 
+from core import checks  # noqa: F401  (registers the system checks; it imports no model)
+
 
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
-
-    def ready(self) -> None:
-        from core import checks  # noqa: F401  (registers the system checks)
