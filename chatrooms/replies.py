@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, router, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -473,7 +473,8 @@ def _end(claim: Claim, **fields: Any) -> Message | None:
         "WHERE id = %s AND status = %s AND attempts = %s RETURNING *"
     )
     params = [*fields.values(), claim.reply_id, Status.STREAMING.value, claim.attempt]
-    written = list(Message.objects.raw(sql, params))
+    database = router.db_for_write(Message)  # raw() would route it as a read
+    written = list(Message.objects.db_manager(database).raw(sql, params))
     return written[0] if written else None
 
 

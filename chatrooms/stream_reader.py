@@ -104,7 +104,7 @@ class StreamReader:
         # Its one connection is stale after a Redis restart: a read that fails to connect is
         # tried once more on a new one before the streams are told (reading twice is safe).
         self._reading_client = _client(
-            connections=1, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+            connections=1, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         )
         self._follows: dict[str, set[Follow]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -146,8 +146,12 @@ class StreamReader:
                 self._fail_all(exc if isinstance(exc, RedisError) else RedisError(repr(exc)))
                 return
             for key, entries in cast(list[tuple[str, list[Entry]]], response or []):
+                read_after = _entry_id(after[key])
                 for follow in list(self._follows.get(key, ())):
-                    follow.deliver(entries)
+                    # A follow that joined during the call, further back than it read, gets
+                    # these on the next call, from where it is: none may be skipped.
+                    if _entry_id(follow.last_id) >= read_after:
+                        follow.deliver(entries)
 
     def _fail_all(self, error: RedisError) -> None:
         """Every stream followed now, those that joined during the failed call included."""

@@ -83,6 +83,7 @@ class StreamSlot:
         self._key = slots_key(user_id)
         self._member = uuid.uuid4().hex
         self._renewed_at = 0.0
+        self._given_back = False
 
     async def take(self) -> None:
         self._process_take()
@@ -95,7 +96,7 @@ class StreamSlot:
     async def renew_if_due(self) -> None:
         """Push the slot's lapse time and the key's expiry on, once per keep-alive interval."""
         now = time.time()
-        if now - self._renewed_at < settings.REPLY_STREAM_KEEPALIVE_SECONDS:
+        if self._given_back or now - self._renewed_at < settings.REPLY_STREAM_KEEPALIVE_SECONDS:
             return
         self._renewed_at = now
         try:
@@ -106,6 +107,7 @@ class StreamSlot:
             logger.warning("Could not renew a stream slot: %r", exc)
 
     async def give_back(self) -> None:
+        self._given_back = True  # a renewal still on its way must not put the slot back
         self._process_give_back()
         try:
             await stream_reader().client.zrem(self._key, self._member)

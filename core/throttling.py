@@ -19,7 +19,9 @@ Stripe webhook) are not counted.
 Authentication reads the user's cached row from Redis anyway, so it counts the request in
 that same round trip (`request_count_with`) and leaves the answer on the request
 (`request_counted`); the throttle then only reads it (`request_wait`). A request that
-authentication did not count (a user row not cached) is counted by the throttle.
+authentication did not count (one authenticated another way, as tests force it) is counted
+by the throttle. Since the count comes first, a refused token (a revoked one, say) counts
+against its user's budget too: the price of one round trip instead of two.
 """
 
 from __future__ import annotations

@@ -316,8 +316,9 @@ STRIPE_PORTAL_RETURN_URL = env_str(
 # --- Celery -------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # kombu's, building one Redis client per channel instead of one per message.
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's, building one Redis client per channel instead of one per message. Not for
+    # rediss://: naming a transport would lose kombu's TLS set-up, which keys on the scheme.
     CELERY_BROKER_TRANSPORT = "gemini_clone.broker:RedisTransport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -62,3 +62,28 @@ def test_followers_of_one_stream_each_get_its_entries(stream_key):
         return [[fields["text"] for _, fields in batch] for batch in batches]
 
     assert async_to_sync(go)() == [["one"], ["one"], ["one"]]
+
+
+def test_a_follow_that_joins_further_back_during_a_read_misses_nothing(stream_key):
+    """Another follower had read further: the call in flight reads after it. The newcomer
+    gets nothing from that call, and everything from its own place on the next."""
+    redis = streaming.redis_client()
+    first = redis.xadd(stream_key, {"text": "one"})
+    second = redis.xadd(stream_key, {"text": "two"})
+
+    async def go() -> list[str]:
+        reader = StreamReader()
+        ahead = reader.follow(key=stream_key, after_id=second)
+        await asyncio.sleep(0.1)  # the reader now waits for what comes after "two"
+        behind = reader.follow(key=stream_key, after_id=first)
+        redis.xadd(stream_key, {"text": "three"})
+        texts: list[str] = []
+        for _ in range(4):  # a few waits at most, whatever happens
+            texts += [fields["text"] for _, fields in await behind.wait(seconds=1)]
+            if len(texts) >= 2:
+                break
+        reader.unfollow(ahead)
+        reader.unfollow(behind)
+        return texts
+
+    assert async_to_sync(go)() == ["two", "three"]
