@@ -68,8 +68,8 @@ def test_a_follow_that_joins_further_back_during_a_read_misses_nothing(stream_ke
     """Another follower had read further: the call in flight reads after it. The newcomer
     gets nothing from that call, and everything from its own place on the next."""
     redis = streaming.redis_client()
-    first = redis.xadd(stream_key, {"text": "one"})
-    second = redis.xadd(stream_key, {"text": "two"})
+    first = str(redis.xadd(stream_key, {"text": "one"}))
+    second = str(redis.xadd(stream_key, {"text": "two"}))
 
     async def go() -> list[str]:
         reader = StreamReader()
