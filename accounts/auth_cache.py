@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
 
-if TYPE_CHECKING:
-    from accounts.models import User
+# Typed by Django's base class: accounts.models imports this module (User.save forgets the
+# copy), so naming User here would make an import cycle.
+User = AbstractBaseUser
 
 
 @functools.cache
