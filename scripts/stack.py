@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -197,7 +198,6 @@ def run() -> int:
     processes = {name: _spawn(name, args) for name, args in commands.items()}
     if stripe is not None:
         processes["stripe"] = stripe
-    print(f"Serving on http://{host}:{port}  (Ctrl-C stops everything)", flush=True)
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -205,10 +205,26 @@ def run() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if _wait_for_web(host, int(port), processes["web"], stopping):
+        print(f"Serving on http://{host}:{port}  (Ctrl-C stops everything)", flush=True)
     exit_code = _supervise(processes, commands, stopping)
     print("Stopping web, worker and beat...", flush=True)
     _stop_all(processes, redis)
     return exit_code
+
+
+def _wait_for_web(
+    host: str, port: int, web: subprocess.Popen[bytes], stopping: threading.Event
+) -> bool:
+    """Until the web server accepts connections: True; False if it exited or a stop came."""
+    address = "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 (a check, not a bind)
+    while not stopping.is_set() and web.poll() is None:
+        try:
+            socket.create_connection((address, port), timeout=1).close()
+            return True
+        except OSError:
+            stopping.wait(0.1)
+    return False
 
 
 def _supervise(

@@ -1,11 +1,12 @@
-"""Real processes for end-to-end tests: the web server as the Procfile runs it (uvicorn, the
-same command as `./run.sh` and the Docker image), and Celery workers.
+"""Real processes for end-to-end tests: the web server as the Procfile runs it
+(`gemini_clone.serve`, the same command as `./run.sh` and the Docker image), and Celery
+workers.
 
     stack = Stack(env=process_env(GEMINI_BASE_URL=fake.url), log_dir=tmp_path)
     web = stack.start_web()
     worker = stack.start_worker(name="w1", beat=True)
     beat = stack.start_beat(name="beat")    # or beat on its own, to stop apart from the worker
-    stack.wait_ready()                      # uvicorn listens, the workers consume, beat beats
+    stack.wait_ready()                      # the server listens, the workers consume, beat beats
     httpx.get(f"{stack.url}/healthz")
     worker.kill()                           # SIGKILL, no goodbye
     stack.close()                           # stops whatever is still running
@@ -165,11 +166,11 @@ def _stop_leftovers() -> None:
         process.stop(grace=1)
 
 
-_LISTENING = re.compile(r"Uvicorn running on http://[\d.]+:(\d+)")
+_LISTENING = re.compile(r"Listening on http://[\d.]+:(\d+)")
 
 
 class Stack:
-    """uvicorn and Celery workers sharing one environment, stopped together."""
+    """The web server and Celery workers sharing one environment, stopped together."""
 
     def __init__(self, *, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
@@ -192,7 +193,7 @@ class Stack:
             "HOST": "127.0.0.1",
             "PORT": str(_free_port()),
             "WEB_CONCURRENCY": self.env.get("WEB_CONCURRENCY", "1"),
-            # Its `uvicorn` is this interpreter's.
+            # Its `python` is this interpreter.
             "PATH": f"{Path(PYTHON).parent}{os.pathsep}{self.env.get('PATH', os.environ['PATH'])}",
         }
         self.web = self._spawn("web", ["bash", str(_PROC_SH), "web"], env=env)
@@ -219,14 +220,14 @@ class Stack:
         return self._spawn(name, args, ready_line="beat: Starting...")
 
     def wait_ready(self, *, timeout: float = 30) -> None:
-        """Until uvicorn listens, every worker started so far consumes its queue and every
+        """Until the web server listens, every worker started so far consumes its queue and every
         beat started so far runs its schedule."""
         if self.web is not None and self._url is None:
             web = self.web
             port = wait_until(
                 lambda: _first_match(_LISTENING, web.log()),
                 timeout=timeout,
-                what="uvicorn to listen",
+                what="the web server to listen",
                 watch=[web],
             )
             self._url = f"http://127.0.0.1:{port}"
