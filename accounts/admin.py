@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from accounts.errors import RevocationUnavailable
 from accounts.models import OneTimeCode, User
 
 
@@ -96,8 +99,38 @@ class UserAdmin(DjangoUserAdmin):
         return results, may_have_duplicates
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
-            user.delete()
+        with transaction.atomic():  # all or none, should one revocation be refused
+            for user in queryset:
+                user.delete()
+
+    # A deactivation, a new password or a deletion that cannot end the user's sessions is
+    # refused (`accounts.auth_cache`); each view's transaction has rolled back by then.
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _refused_unless_revocable(super().changeform_view, request, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _refused_unless_revocable(super().changelist_view, request, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _refused_unless_revocable(super().delete_view, request, *args, **kwargs)
+
+    def user_change_password(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _refused_unless_revocable(super().user_change_password, request, *args, **kwargs)
+
+
+def _refused_unless_revocable(
+    view: Callable[..., HttpResponse], request: HttpRequest, *args: Any, **kwargs: Any
+) -> HttpResponse:
+    try:
+        response = view(request, *args, **kwargs)
+    except RevocationUnavailable:
+        messages.error(
+            request,
+            "Nothing was saved: the cache that ends the user's sessions is not answering. "
+            "Try again in a few seconds.",
+        )
+        return HttpResponseRedirect(request.get_full_path())
+    return response
 
 
 @admin.register(OneTimeCode)

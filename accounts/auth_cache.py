@@ -6,6 +6,13 @@ so requests read it from Redis. Every write of a user goes through `User.save()`
 again after commit, so a password change, a deactivation, a profile edit or a deletion
 takes effect on the next request; the TTL only bounds what a write that bypassed them
 (a raw UPDATE) could leave behind.
+
+A change that revokes (the password, `is_active`, a deletion) must not depend on a
+best-effort write: `auth_user_revoke` replaces the copy before the database is written and
+raises RevocationUnavailable when Redis does not take that write (down, out of memory,
+read-only), so the change is refused and the old row cannot go on authenticating. Other
+changes (a name, the last login) only forget the copy on a best-effort basis, so logins
+keep working while Redis is down.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
+
+from accounts.errors import RevocationUnavailable
 
 # Typed by Django's base class: accounts.models imports this module (User.save forgets the
 # copy), so naming User here would make an import cycle.
@@ -64,4 +75,16 @@ def auth_user_remember(*, user: User) -> None:
 def auth_user_forget(*, user_id: object) -> None:
     key = _key(user_id)
     cache.set(key, _FORGOTTEN, timeout=_FORGOTTEN_SECONDS)
+    transaction.on_commit(lambda: cache.set(key, _FORGOTTEN, timeout=_FORGOTTEN_SECONDS))
+
+
+def auth_user_revoke(*, user_id: object) -> None:
+    """Forget the copy before a change that revokes: raises RevocationUnavailable (nothing
+    changed yet) when Redis does not take the write."""
+    key = _key(user_id)
+    try:
+        # The client raises where the cache (IGNORE_EXCEPTIONS) would swallow the error.
+        cache.client.set(key, _FORGOTTEN, timeout=_FORGOTTEN_SECONDS)  # type: ignore[attr-defined]
+    except (ConnectionInterrupted, RedisError) as exc:
+        raise RevocationUnavailable() from exc
     transaction.on_commit(lambda: cache.set(key, _FORGOTTEN, timeout=_FORGOTTEN_SECONDS))

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from core.errors import ApiError
+from core.errors import ApiError, ServiceUnavailable
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class RevocationUnavailable(ServiceUnavailable):
+    """A change that must end the user's sessions (a new password, a deactivation, a
+    deletion) could not clear the cached user row that authentication reads: the change is
+    refused, so no token outlives it (see `accounts.auth_cache`)."""
+
+    message = "The account could not be changed right now; nothing was changed. Try again."
+    retry_after_seconds = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            details={"retry_after": self.retry_after_seconds},
+            headers={"Retry-After": str(self.retry_after_seconds)},
+        )
 
 
 class OtpInvalid(ApiError):

@@ -8,7 +8,7 @@ from django.db import models
 from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
-from accounts.auth_cache import auth_user_forget
+from accounts.auth_cache import auth_user_forget, auth_user_revoke
 
 
 class UserManager(BaseUserManager["User"]):
@@ -50,18 +50,36 @@ class User(AbstractBaseUser, PermissionsMixin):
     USERNAME_FIELD = "phone"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 
+    # The password and is_active as read from the database (see `save`).
+    _credentials_as_loaded: tuple[object, object] | None = None
+
     class Meta:
         ordering = ("-date_joined",)
 
     def __str__(self) -> str:
         return str(self.phone)
 
+    @classmethod
+    def from_db(cls, *args: Any, **kwargs: Any) -> User:
+        user = super().from_db(*args, **kwargs)
+        user._credentials_as_loaded = user._credentials()
+        return user
+
+    def _credentials(self) -> tuple[object, object]:
+        """What authentication checks a token against (a deferred field reads as None)."""
+        return self.__dict__.get("password"), self.__dict__.get("is_active")
+
     def save(self, *args: Any, **kwargs: Any) -> None:
+        revokes = not self._state.adding and self._credentials() != self._credentials_as_loaded
+        if revokes:
+            auth_user_revoke(user_id=self.pk)  # raises, before any write, if it cannot
         super().save(*args, **kwargs)
         auth_user_forget(user_id=self.pk)
+        self._credentials_as_loaded = self._credentials()
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         user_id = self.pk
+        auth_user_revoke(user_id=user_id)
         deleted = super().delete(*args, **kwargs)
         auth_user_forget(user_id=user_id)
         return deleted
