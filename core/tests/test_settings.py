@@ -20,19 +20,41 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_production_configuration_passes_check_deploy():
-    result = _manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DEBUG="false",
+def _env_example() -> dict[str, str]:
+    """The production values of .env.example, as `docker compose --env-file` reads them."""
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#") and "=" in line:
+            name, _, value = line.partition("=")
+            values[name] = value.strip()
+    return values
+
+
+def _production_env(**overrides: str) -> dict[str, str]:
+    env = _env_example()
+    # Ours: the test servers, and a real secret in place of the example's placeholder.
+    env.update(
+        DATABASE_URL=os.environ["DATABASE_URL"],
+        REDIS_URL=os.environ["REDIS_URL"],
         SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="api.example.com",
-        SECURE_SSL_REDIRECT="true",
     )
+    env.update(overrides)
+    return env
+
+
+def test_the_production_env_of_env_example_passes_check_deploy():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **_production_env())
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_codes_are_returned_in_production():
+    result = _manage(
+        "check", "--deploy", **_production_env(OTP_RETURN_IN_RESPONSE="true", DEBUG="false")
+    )
+    assert "accounts.W001" in result.stderr, result.stderr
+    assert "OTP_RETURN_IN_RESPONSE is on with DEBUG off" in result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():
