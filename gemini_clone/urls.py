@@ -2,13 +2,15 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.api.urls import account_urlpatterns
 from core.health import healthz, readyz, readyz_worker
 from core.views import api_not_found
+from gemini_clone.user_payload import user_payload
 
 # Django tries the patterns in order and records each miss: the busiest paths come first.
 api_patterns: list[URLPattern | URLResolver] = [
     path("", include("chatrooms.api.urls")),
-    path("", include("accounts.api.urls")),
+    path("", include(account_urlpatterns(render_user=user_payload))),
     path("", include("billing.api.urls")),
     path("", include("usage.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -9,21 +10,22 @@ from django.conf import settings
 from accounts.models import User
 from accounts.otp import IssuedCode
 from core.timestamps import iso_utc
-from usage.selectors import usage_summary
+
+# Renders the `user` object of the answers. The contract's object also holds the tier and
+# today's usage, which belong to the apps above this one: the project composes the whole
+# object (`gemini_clone.user_payload`) and hands it to these views through their URLs.
+UserRenderer = Callable[[User], dict[str, Any]]
 
 
-def user_payload(user: User) -> dict[str, Any]:
-    """The `user` object. An unset name or email is null, never ""."""
-    usage = usage_summary(user=user)  # the tier comes with it, in one query
+def account_payload(user: User) -> dict[str, Any]:
+    """The account's own fields of the `user` object. An unset name or email is null."""
     return {
         "id": user.pk,
         "phone": str(user.phone),
         "name": user.name or None,
         "email": user.email or None,
-        "tier": "pro" if usage.unlimited else "basic",
         "has_password": user.has_usable_password(),
         "date_joined": iso_utc(user.date_joined),
-        "usage": usage.as_dict(),
     }
 
 

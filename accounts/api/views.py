@@ -16,7 +16,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import services
 from accounts.api import serializers as s
-from accounts.api.payloads import code_sent_payload, user_payload
+from accounts.api.payloads import UserRenderer, account_payload, code_sent_payload
 from accounts.client_ip import client_ip
 from accounts.models import User
 from accounts.tokens import token_logout, token_refresh_rotate
@@ -74,6 +74,13 @@ _AUTH_TAG = ["auth"]
 _ACCESS_MINUTES = int(jwt_settings.ACCESS_TOKEN_LIFETIME.total_seconds() // 60)
 
 
+class RendersUser:
+    """A view whose answer holds the `user` object; the URLs pass the renderer that
+    composes it (`accounts.api.urls.account_urlpatterns`)."""
+
+    render_user: UserRenderer = staticmethod(account_payload)
+
+
 class PublicView(APIView):
     """An endpoint for callers without a token (a stale Authorization header is ignored)."""
 
@@ -98,7 +105,7 @@ class SendOtpView(PublicView):
         return Response(code_sent_payload(issued, "A login code was sent to this number."))
 
 
-class VerifyOtpView(PublicView):
+class VerifyOtpView(RendersUser, PublicView):
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Log in with a code",
@@ -121,12 +128,11 @@ class VerifyOtpView(PublicView):
         login = services.otp_login_verify(
             phone=data["phone"], code=data["otp"], signup_token=data.get("signup_token") or None
         )
-        return Response(
-            {**login.tokens.as_dict(), "user": user_payload(login.user), "created": login.created}
-        )
+        user = self.render_user(login.user)
+        return Response({**login.tokens.as_dict(), "user": user, "created": login.created})
 
 
-class SignupView(PublicView):
+class SignupView(RendersUser, PublicView):
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Sign up",
@@ -155,13 +161,12 @@ class SignupView(PublicView):
             password=data.get("password"),
         )
         body = code_sent_payload(signup.issued, "Account created. Verify it with the code sent.")
-        return Response(
-            {"user": user_payload(signup.user), **body, "signup_token": signup.issued.signup_token},
-            status=201,
-        )
+        user = self.render_user(signup.user)
+        signup_token = signup.issued.signup_token
+        return Response({"user": user, **body, "signup_token": signup_token}, status=201)
 
 
-class LoginView(PublicView):
+class LoginView(RendersUser, PublicView):
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Log in with a password",
@@ -194,7 +199,7 @@ class LoginView(PublicView):
         login = services.password_login(
             phone=data["phone"], password=data["password"], client_ip=client_ip(request)
         )
-        return Response({**login.tokens.as_dict(), "user": user_payload(login.user)})
+        return Response({**login.tokens.as_dict(), "user": self.render_user(login.user)})
 
 
 class TokenRefreshView(PublicView):
@@ -301,10 +306,10 @@ class ChangePasswordView(APIView):
         return Response(tokens.as_dict())
 
 
-class MeView(APIView):
+class MeView(RendersUser, APIView):
     @extend_schema(tags=["user"], summary="The current user", responses={200: s.UserSerializer})
     def get(self, request: Request) -> Response:
-        return Response(user_payload(_current_user(request)))
+        return Response(self.render_user(_current_user(request)))
 
     @extend_schema(
         tags=["user"],
@@ -320,4 +325,4 @@ class MeView(APIView):
             name=_blank_if_null(data, "name"),
             email=_blank_if_null(data, "email"),
         )
-        return Response(user_payload(user))
+        return Response(self.render_user(user))

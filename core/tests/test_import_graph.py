@@ -131,3 +131,33 @@ def test_the_check_sees_a_cycle_when_there_is_one():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
 
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+# ARCHITECTURE.md: chatrooms → usage → billing → accounts, all above core. The project
+# package (settings, URLs, the composed `user` object) and the test helpers sit above them all.
+LAYERS = ("core", "accounts", "billing", "usage", "chatrooms")
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        layer = module.split(".")[0]
+        if layer not in LAYERS:
+            continue
+        for target in sorted(targets):
+            above = target.split(".")[0]
+            if above not in LAYERS or LAYERS.index(above) > LAYERS.index(layer):
+                found.append(f"{module} imports {target}")
+    return found
+
+
+def test_dependencies_point_one_way():
+    graph, _ = _graph()
+
+    assert _upward_imports(graph) == []
+
+
+def test_the_check_sees_an_upward_import():
+    graph = {"accounts.api.payloads": {"usage.selectors", "core.errors"}}
+
+    assert _upward_imports(graph) == ["accounts.api.payloads imports usage.selectors"]
