@@ -153,3 +153,28 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(two_process_server):
     )
     assert second.returncode == 1
     assert "Address already in use" in second.stderr
+
+
+def test_a_forged_x_forwarded_for_does_not_change_the_client_address(tmp_path):
+    """The server reads no proxy headers (the application alone trusts `TRUSTED_PROXIES`,
+    none here): a client cannot dodge the per-address send limit by forging the header.
+    With `uvicorn --proxy-headers`, which trusted loopback peers, every forged address got
+    a limit of its own."""
+    stack = Stack(
+        env=process_env(OTP_MAX_SENDS_PER_IP_PER_HOUR=3, TRUSTED_PROXIES=""), log_dir=tmp_path
+    )
+    stack.start_web()
+    stack.wait_ready()
+    try:
+        statuses = [
+            httpx.post(
+                f"{stack.url}/api/auth/send-otp",
+                json={"phone": f"+91987650{n:04d}"},
+                headers={"X-Forwarded-For": f"203.0.113.{n + 1}"},
+                timeout=10,
+            ).status_code
+            for n in range(4)
+        ]
+    finally:
+        stack.close()
+    assert statuses == [200, 200, 200, 429]
