@@ -1,7 +1,8 @@
 """The engine behind ./run.sh and ./test.sh.
 
-    python scripts/stack.py run          # migrate, then web + worker + beat in the foreground
-    python scripts/stack.py test [ARGS]  # pytest ARGS against real PostgreSQL and Redis
+    python scripts/stack.py run            # migrate, then web + worker + beat in the foreground
+    python scripts/stack.py manage [ARGS]  # manage.py ARGS against the same servers as `run`
+    python scripts/stack.py test [ARGS]    # pytest ARGS against real PostgreSQL and Redis
 
 Either uses the servers named by DATABASE_URL / REDIS_URL, or starts embedded ones
 whose data live under `.data/` (git-ignored).
@@ -167,9 +168,13 @@ def _on(flag: str) -> bool:
     return flag.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _data_dir() -> Path:
+    return Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
+
+
 def run() -> int:
     os.environ.setdefault("DEBUG", "true")
-    data_dir = Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
+    data_dir = _data_dir()
     redis = ensure_services(data_dir, database="gemini_clone")
     port = os.environ.setdefault("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -280,12 +285,26 @@ def test(pytest_args: list[str]) -> int:
             server.stop()
 
 
+def manage(manage_args: list[str]) -> int:
+    """`manage.py` with the settings and servers of `run`: the embedded ones it started (or
+    starts them, sharing their data), whose Redis port changes on every start."""
+    os.environ.setdefault("DEBUG", "true")
+    redis = ensure_services(_data_dir(), database="gemini_clone")
+    try:
+        return subprocess.call([PYTHON, "manage.py", *manage_args], cwd=ROOT)
+    finally:
+        for server in redis:
+            server.stop()
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "manage", "test"}:
         print(__doc__)
         return 2
     if sys.argv[1] == "run":
         return run()
+    if sys.argv[1] == "manage":
+        return manage(sys.argv[2:])
     return test(sys.argv[2:])
 
 

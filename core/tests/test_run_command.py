@@ -7,10 +7,12 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from accounts.models import User
 from testing.e2e import PYTHON, ManagedProcess, process_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -56,6 +58,9 @@ def test_the_run_command_starts_a_killed_worker_again(tmp_path: Path):
     )
     children: set[int] = set()
     try:
+        wait_until(lambda: "Serving on" in run.log(), timeout=60, what="Serving on", watch=[run])
+        # Printed once the server listens, not before: a newcomer's first curl must work.
+        socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=1).close()
 
         def worker_ready(times: int) -> int | None:
             children.update(_children(run.popen.pid))
@@ -92,3 +97,15 @@ def test_the_image_compose_and_the_run_command_start_the_procfiles_commands():
     assert "command: bash scripts/proc.sh worker" in compose
     assert "command: bash scripts/proc.sh beat" in compose
     assert '"scripts" / "proc.sh"' in (root / "scripts" / "stack.py").read_text()
+
+
+def test_the_run_command_runs_any_manage_command_on_its_servers():
+    env = process_env(DJANGO_SUPERUSER_PASSWORD="plum-Orbit-7-lantern")
+    result = subprocess.run(
+        [PYTHON, "scripts/stack.py", "manage", "createsuperuser", "--noinput",
+         "--phone", "+919812340000"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    admin = User.objects.get(phone="+919812340000")
+    assert admin.is_superuser and admin.check_password("plum-Orbit-7-lantern")

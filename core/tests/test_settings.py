@@ -61,3 +61,10 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = _manage("check", DEBUG="false")
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_a_django_warning_is_logged_once_under_debug():
+    said = "import logging; logging.getLogger('django.request').warning('Not Found: /nowhere')"
+    result = _manage("shell", "-c", said, DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Not Found: /nowhere") == 1, result.stderr
