@@ -13,5 +13,6 @@ RUN SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build REDIS_URL=red
 USER app
 
 EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --retries=5 CMD ["python", "scripts/healthcheck.py", "/healthz"]
 # The Procfile holds the commands; compose runs its worker and beat lines the same way.
 CMD ["bash", "scripts/proc.sh", "web"]
