@@ -74,9 +74,16 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "role", "created_at")
     search_fields = ("=id", "content", "=chatroom__id", "chatroom__user__phone")
     raw_id_fields = ("chatroom",)
-    readonly_fields = ("created_at", "updated_at", "completed_at", "lease_expires_at")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+    # Messages are what the users and the model said: an operator reads them, never writes
+    # them (a reply's state belongs to the pipeline; a hand edit would break its fencing).
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(IdempotencyRecord)

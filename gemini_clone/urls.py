@@ -17,6 +17,9 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
 
+# The admin's "View site" link: this project's site is its API documentation.
+admin.site.site_url = "/api/docs/"
+
 urlpatterns = [
     path("api/", include(api_patterns)),
     path("", include("billing.pages_urls")),
