@@ -544,30 +544,51 @@ def reply_cancel_settle(*, reply_id: int, attempt: int, text: str) -> Message | 
 # --- Sweep (beat) ------------------------------------------------------------------------------
 
 
-def replies_sweep(*, batch: int = SWEEP_BATCH) -> list[int]:
+def _lapsed_replies() -> QuerySet[Message]:
+    """`streaming` replies whose lease ran out: their worker died."""
+    return Message.objects.filter(status=Status.STREAMING, lease_expires_at__lt=Now())
+
+
+def _waiting_replies(*, older_than_seconds: int) -> QuerySet[Message]:
+    """`pending` replies untouched for `older_than_seconds`, past any retry time."""
+    stale_before = Now() - dt.timedelta(seconds=older_than_seconds)
+    return Message.objects.filter(status=Status.PENDING, updated_at__lt=stale_before).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=Now())
+    )
+
+
+def replies_stuck(*, older_than_seconds: int, limit: int = SWEEP_BATCH) -> list[Message]:
+    """What a sweep with this age would enqueue again, changing nothing (oldest first)."""
+    lapsed = list(_lapsed_replies().order_by("updated_at")[:limit])
+    waiting = _waiting_replies(older_than_seconds=older_than_seconds).order_by("updated_at")
+    return lapsed + list(waiting[: limit - len(lapsed)])
+
+
+def replies_sweep(*, batch: int = SWEEP_BATCH, older_than_seconds: int | None = None) -> list[int]:
     """The replies no worker is on, to enqueue again: a lost broker message, a dead worker.
 
     - `streaming` with a lease that ran out: its worker died; back to `pending`.
-    - `pending` for longer than AI_PENDING_SWEEP_AGE_SECONDS (and past any retry time).
+    - `pending` for longer than `older_than_seconds` (AI_PENDING_SWEEP_AGE_SECONDS unless
+      given) and past any retry time.
 
     Each reply found is marked (`updated_at`), so the next sweeps leave it alone for another
     AI_PENDING_SWEEP_AGE_SECONDS. Enqueueing twice is harmless: only one claim can win.
     Returns their ids, committed; the caller enqueues them.
     """
-    stale_before = Now() - dt.timedelta(seconds=settings.AI_PENDING_SWEEP_AGE_SECONDS)
+    if older_than_seconds is None:
+        older_than_seconds = settings.AI_PENDING_SWEEP_AGE_SECONDS
     with transaction.atomic():
         lapsed = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.STREAMING, lease_expires_at__lt=Now())
+            _lapsed_replies()
+            .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)[:batch]
         )
         Message.objects.filter(pk__in=lapsed).update(
             status=Status.PENDING, lease_expires_at=None, updated_at=Now()
         )
         waiting = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.PENDING, updated_at__lt=stale_before)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=Now()))
+            _waiting_replies(older_than_seconds=older_than_seconds)
+            .select_for_update(skip_locked=True)
             .exclude(pk__in=lapsed)
             .values_list("pk", flat=True)[:batch]
         )

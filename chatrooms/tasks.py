@@ -52,9 +52,9 @@ def reply_enqueue_on_commit(*, reply_id: int) -> None:
     transaction.on_commit(partial(reply_enqueue, reply_id=reply_id))
 
 
-def replies_sweep_enqueue() -> list[int]:
+def replies_sweep_enqueue(*, older_than_seconds: int | None = None) -> list[int]:
     """Enqueue again the replies no worker is on (`replies.replies_sweep`); their ids."""
-    reply_ids = replies.replies_sweep()
+    reply_ids = replies.replies_sweep(older_than_seconds=older_than_seconds)
     for reply_id in reply_ids:
         reply_enqueue(reply_id=reply_id)
     return reply_ids

@@ -107,3 +107,37 @@ def test_the_management_command_sweeps_too(make_exchange, sweep_age, capsys):
     _set(lost, age=sweep_age + 5)
     call_command("replies_sweep")
     assert f"Enqueued 1 replies: [{lost.pk}]" in capsys.readouterr().out
+
+
+def test_replies_requeue_dry_run_lists_the_stuck_replies_and_changes_nothing(
+    make_exchange, sweep_age, capsys
+):
+    lost = make_exchange()
+    _set(lost, age=600)
+    orphaned = make_exchange()
+    _set(orphaned, status=Status.STREAMING, attempts=1, age=30, lease_in=-1)
+    fresh = make_exchange()
+    _set(fresh, age=5)
+
+    call_command("replies_requeue", "--dry-run", "--older-than", "300")
+
+    out = capsys.readouterr().out
+    assert f"reply {orphaned.pk} in chatroom {orphaned.chatroom_id}: streaming" in out
+    assert f"reply {lost.pk} in chatroom {lost.chatroom_id}: pending, idle 6" in out
+    assert f"reply {fresh.pk} " not in out
+    assert "2 stuck replies (dry run: nothing enqueued)" in out
+    assert broker_reply_ids() == []
+    orphaned.refresh_from_db()
+    assert orphaned.status == Status.STREAMING
+
+
+def test_replies_requeue_enqueues_pending_replies_older_than_asked(make_exchange, capsys):
+    waiting = make_exchange()
+    _set(waiting, age=90)
+    recent = make_exchange()
+    _set(recent, age=5)
+
+    call_command("replies_requeue", "--older-than", "60")
+
+    assert f"Enqueued 1 replies: [{waiting.pk}]" in capsys.readouterr().out
+    assert broker_reply_ids() == [waiting.pk]
