@@ -39,6 +39,14 @@ def user_is_pro(*, user: User) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def pro_user_count() -> int:
+    """How many users are Pro now (a subscription or an operator's grant, counted once)."""
+    granted = BillingAccount.objects.filter(pro_granted_until__gt=timezone.now())
+    subscribed = Subscription.objects.filter(status__in=Subscription.PRO_STATUSES)
+    users = granted.values("user_id").union(subscribed.values("user_id"))
+    return users.count()
+
+
 def subscription_current(*, user: User) -> Subscription | None:
     """The subscription the user's plan depends on: a Pro one if any, else the latest."""
     subscriptions = Subscription.objects.filter(user=user)

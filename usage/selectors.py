@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -87,3 +88,8 @@ def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
     limit = None if pro else settings.BASIC_DAILY_LIMIT
     remaining = None if limit is None else max(limit - used, 0)
     return UsageSummary(limit=limit, used=used, remaining=remaining, resets_at=usage_resets_at(day))
+
+
+def prompts_on(day: dt.date) -> int:
+    """Prompts counted on `day`, all users together."""
+    return DailyUsage.objects.filter(day=day).aggregate(total=Sum("count"))["total"] or 0
