@@ -109,3 +109,19 @@ def test_the_run_command_runs_any_manage_command_on_its_servers():
     assert result.returncode == 0, result.stdout + result.stderr
     admin = User.objects.get(phone="+919812340000")
     assert admin.is_superuser and admin.check_password("plum-Orbit-7-lantern")
+
+
+def test_the_image_builds_in_two_stages_and_runs_as_a_user_without_dev_dependencies():
+    """No Docker engine runs here: what can be checked without one."""
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    stages = [line.split() for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert [stage[-1] for stage in stages] == ["wheels", "runtime"]
+    assert "requirements-dev" not in dockerfile
+    # The runtime stage installs only the first stage's wheels, with the README's commands.
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert "--no-index --find-links /wheels" in runtime
+    assert "python -m venv .venv" in runtime and "-r requirements.txt" in runtime
+    assert "collectstatic" in runtime
+    user_line = next(line for line in runtime.splitlines() if line.startswith("USER "))
+    assert user_line.split()[1] not in {"root", "0"}
+    assert 'CMD ["python", "scripts/healthcheck.py", "/healthz"]' in runtime
