@@ -1,31 +1,31 @@
 """The Postman collection for client developers stays complete, valid and runnable.
 
-The last test plays Postman's Collection Runner: it sends every request in order to the app
-(in-process, on the real PostgreSQL and Redis) and runs each request's own JavaScript in V8
-(mini-racer) with a small stand-in for Postman's `pm` object, so the scripts' assertions and
-the variables they store are checked against real answers, exactly as a newcomer would run
-them: Send OTP → Verify OTP → Create chatroom → Send message → Get reply.
+The static tests check the files (every schema route has a request, every variable is
+defined...). The last tests run the collection exactly as a newcomer would from a terminal:
+newman, pinned in package.json, sends every request in order to a live server (the Procfile's
+web process and a real Celery worker, on the test database, with the local Gemini and Stripe
+stand-ins), so the scripts' `pm.test` assertions and the variables they chain are checked
+against real answers: Send OTP → Verify OTP → Create chatroom → Send message → Get reply.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import time
-import uuid
-from collections.abc import Callable, Iterator
+import shutil
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 import pytest
-from asgiref.sync import async_to_sync
-from django.http import StreamingHttpResponse
-from django.test import AsyncClient
 from drf_spectacular.generators import SchemaGenerator
 
 from billing.services import pro_price_ensure
+from testing.e2e import Stack, process_env
+from testing.fake_gemini import FakeGemini
 from testing.fake_stripe import FakeStripe
 
 POSTMAN_DIR = Path(__file__).resolve().parents[2] / "postman"
@@ -216,7 +216,7 @@ def test_the_environment_defines_every_variable_the_collection_uses():
     assert environment["_postman_variable_scope"] == "environment"
     assert set(values) >= ENVIRONMENT_VARIABLES
     assert values["base_url"] == "http://127.0.0.1:8000"
-    assert values["phone"] == "+919876543210"
+    assert values["phone"] == "+919812300042"  # a phone of its own: no other test uses it
     assert values["new_password"]
     filled_by_a_run = set(values) - ENVIRONMENT_DEFAULTS
     assert {key: values[key] for key in filled_by_a_run if values[key]} == {}
@@ -279,314 +279,158 @@ def test_scripts_assert_the_status_and_store_what_the_next_requests_need():
     assert send_headers["Idempotency-Key"] == "{{$guid}}"
 
 
-# --- Running it ---------------------------------------------------------------------------
+# --- Running it with newman ----------------------------------------------------------------
 
-# A stand-in for the parts of Postman's sandbox the scripts use: `pm` with chai-style
-# `pm.expect`, and environment and local variables. An unsupported call fails loudly.
-SANDBOX_JS = r"""
-function __show(value) {
-    return value === undefined ? "undefined" : JSON.stringify(value);
-}
-
-function __typeOf(value) {
-    return Array.isArray(value) ? "array" : value === null ? "null" : typeof value;
-}
-
-function __expect(actual, negate) {
-    const chain = {};
-    const check = (ok, words) => {
-        if (ok === negate) {
-            throw new Error("expected " + __show(actual) + (negate ? " not " : " ") + words);
-        }
-        return chain;
-    };
-    for (const word of ["to", "be", "been", "is", "that", "and", "has", "have", "with"]) {
-        Object.defineProperty(chain, word, {get: () => chain});
-    }
-    Object.defineProperty(chain, "not", {get: () => __expect(actual, !negate)});
-    Object.defineProperty(chain, "true", {get: () => check(actual === true, "to be true")});
-    Object.defineProperty(chain, "false", {get: () => check(actual === false, "to be false")});
-    Object.defineProperty(chain, "null", {get: () => check(actual === null, "to be null")});
-    Object.defineProperty(chain, "ok", {get: () => check(Boolean(actual), "to be truthy")});
-    chain.eql = (expected) => check(__show(actual) === __show(expected),
-        "to eql " + __show(expected));
-    chain.equal = (expected) => check(actual === expected, "to equal " + __show(expected));
-    chain.oneOf = (list) => check(list.some((item) => __show(item) === __show(actual)),
-        "to be one of " + __show(list));
-    chain.a = chain.an = (type) => check(__typeOf(actual) === type, "to be a " + type);
-    chain.property = (name) => check(actual !== null && typeof actual === "object"
-        && name in actual, "to have property " + __show(name));
-    chain.include = (item) => check((typeof actual === "string" || Array.isArray(actual))
-        && actual.includes(item), "to include " + __show(item));
-    chain.match = (pattern) => check(typeof actual === "string" && pattern.test(actual),
-        "to match " + pattern);
-    return chain;
-}
-
-// Postman's CryptoJS, as far as the scripts use it: HmacSHA256(message, key).toString(Hex),
-// over UTF-8, to sign the Stripe webhook sample the way Stripe does.
-const CryptoJS = (() => {
-    const primes = [];
-    for (let n = 2; primes.length < 64; n++) {
-        if (primes.every((p) => n % p !== 0)) primes.push(n);
-    }
-    const fraction = (x) => Math.floor((x - Math.floor(x)) * 4294967296) | 0;
-    const K = primes.map((p) => fraction(Math.cbrt(p)));
-    const H0 = primes.slice(0, 8).map((p) => fraction(Math.sqrt(p)));
-    const rotr = (x, n) => (x >>> n) | (x << (32 - n));
-    const utf8 = (text) => Array.from(unescape(encodeURIComponent(text)), (c) => c.charCodeAt(0));
-
-    function sha256(bytes) {
-        const h = H0.slice();
-        const data = bytes.concat([0x80]);
-        while (data.length % 64 !== 56) data.push(0);
-        const bits = bytes.length * 8;
-        for (let shift = 56; shift >= 0; shift -= 8) {
-            data.push(Math.floor(bits / 2 ** shift) & 0xff);
-        }
-        const w = new Array(64);
-        for (let start = 0; start < data.length; start += 64) {
-            for (let t = 0; t < 16; t++) {
-                const at = start + 4 * t;
-                w[t] = (data[at] << 24) | (data[at + 1] << 16) | (data[at + 2] << 8) | data[at + 3];
-            }
-            for (let t = 16; t < 64; t++) {
-                const s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >>> 3);
-                const s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >>> 10);
-                w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
-            }
-            let [a, b, c, d, e, f, g, k] = h;
-            for (let t = 0; t < 64; t++) {
-                const t1 = (k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25))
-                    + ((e & f) ^ (~e & g)) + K[t] + w[t]) | 0;
-                const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22))
-                    + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-                [k, g, f, e, d, c, b, a] = [g, f, e, (d + t1) | 0, c, b, a, (t1 + t2) | 0];
-            }
-            [a, b, c, d, e, f, g, k].forEach((value, i) => { h[i] = (h[i] + value) | 0; });
-        }
-        return h.flatMap((x) => [x >>> 24, (x >>> 16) & 0xff, (x >>> 8) & 0xff, x & 0xff]);
-    }
-
-    const Hex = {};
-    function HmacSHA256(message, key) {
-        let keyBytes = utf8(key);
-        if (keyBytes.length > 64) keyBytes = sha256(keyBytes);
-        while (keyBytes.length < 64) keyBytes.push(0);
-        const inner = sha256(keyBytes.map((b) => b ^ 0x36).concat(utf8(message)));
-        const digest = sha256(keyBytes.map((b) => b ^ 0x5c).concat(inner));
-        return {
-            toString: (encoder) => {
-                if (encoder !== Hex) throw new Error("only CryptoJS.enc.Hex is supported here");
-                return digest.map((b) => b.toString(16).padStart(2, "0")).join("");
-            },
-        };
-    }
-    return {HmacSHA256: HmacSHA256, enc: {Hex: Hex}};
-})();
-
-function __run(inputJson) {
-    const input = JSON.parse(inputJson);
-    const env = input.env;
-    const locals = input.locals;
-    const headers = {};
-    const tests = [];
-    let statusChecked = false;
-    const lookup = (name) => (name in locals ? locals[name] : env[name]);
-    const pm = {
-        info: {requestName: input.name},
-        environment: {
-            get: (key) => env[key],
-            set: (key, value) => { env[key] = value; },
-            unset: (key) => { delete env[key]; },
-        },
-        variables: {
-            get: lookup,
-            set: (key, value) => { locals[key] = value; },
-            replaceIn: (text) => text.replace(/\{\{([^{}$]+)\}\}/g,
-                (whole, name) => (lookup(name) === undefined ? whole : String(lookup(name)))),
-        },
-        request: {
-            body: {raw: input.body},
-            headers: {upsert: (header) => { headers[header.key] = header.value; }},
-        },
-        test: (name, fn) => {
-            try {
-                fn();
-                tests.push({name: name, error: null});
-            } catch (error) {
-                tests.push({name: name, error: String(error && error.message || error)});
-            }
-        },
-        expect: (actual) => __expect(actual, false),
-    };
-    const response = input.response;
-    if (response !== null) {
-        const header = (name) => response.headers[name.toLowerCase()];
-        pm.response = {
-            get code() { statusChecked = true; return response.code; },
-            headers: {get: header, has: (name) => header(name) !== undefined},
-            text: () => response.text,
-            json: () => JSON.parse(response.text),
-            to: {have: {status: (code) => {
-                statusChecked = true;
-                if (response.code !== code) {
-                    throw new Error("expected status " + code + " but got " + response.code
-                        + ": " + response.text.slice(0, 300));
-                }
-            }}},
-        };
-    }
-    try {
-        new Function("pm", input.script)(pm);
-    } catch (error) {
-        tests.push({name: "the script itself", error: String(error && error.stack || error)});
-    }
-    return JSON.stringify({
-        env: env, locals: locals, headers: headers, tests: tests, statusChecked: statusChecked,
-    });
-}
-"""
+ROOT = POSTMAN_DIR.parent
+NEWMAN = ROOT / "node_modules" / ".bin" / "newman"
+NPM_LOCKFILE = ROOT / "package-lock.json"
+NPM_CI = ["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]
+NEWMAN_TIMEOUT_SECONDS = 180
 
 
-@dataclass
-class Answer:
-    code: int
-    headers: dict[str, str]
-    text: str
+def _unavailable(reason: str) -> NoReturn:
+    """Skip where Node.js is missing; in CI (CI=true) the collection must run: fail."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI=true, so this is a failure, not a skip")
+    pytest.skip(reason)
 
 
-class PostmanRunner:
-    """Sends the collection's requests one by one with Postman's variable and auth rules."""
-
-    def __init__(self, *, js: Any, environment: dict[str, Any], base_url: str) -> None:
-        self.js = js
-        self.env: dict[str, Any] = {**environment, "base_url": base_url}
-        self.js.eval(SANDBOX_JS)
-
-    def resolve(self, text: str, locals_: dict[str, Any]) -> str:
-        def value(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name == "$guid":
-                return str(uuid.uuid4())
-            if name == "$timestamp":
-                return str(int(time.time()))
-            scope = {**self.env, **locals_}
-            assert name in scope, f"{{{{{name}}}}} is not defined when it is used"
-            found = scope[name]
-            return json.dumps(found) if isinstance(found, bool) else str(found)
-
-        return _VARIABLE.sub(value, text)
-
-    def script(self, request: PostmanRequest, listen: str, **context: Any) -> dict[str, Any]:
-        source = request.script(listen)
-        body = (request.request.get("body") or {}).get("raw", "")
-        payload = {"script": source, "name": request.name, "env": self.env, "body": body}
-        result = json.loads(self.js.call("__run", json.dumps({**payload, **context})))
-        self.env = result["env"]
-        return dict(result)
-
-    def send(self, request: PostmanRequest, transport: Callable[..., Answer]) -> dict[str, Any]:
-        pre = self.script(request, "prerequest", locals={}, response=None)
-        locals_ = pre["locals"]
-        url = urlsplit(self.resolve(request.request["url"]["raw"], locals_))
-        headers = {
-            h["key"]: self.resolve(h["value"], locals_)
-            for h in request.request["header"]
-            if not h.get("disabled")
-        }
-        headers.update(pre["headers"])
-        if request.auth["type"] == "bearer":
-            token = self.resolve(request.auth["bearer"][0]["value"], locals_)
-            headers["Authorization"] = f"Bearer {token}"
-        body = self.resolve((request.request.get("body") or {}).get("raw", ""), locals_)
-        path = url.path + (f"?{url.query}" if url.query else "")
-        answer = transport(request.method, path, headers=headers, body=body)
-        response = {"code": answer.code, "headers": answer.headers, "text": answer.text}
-        return {**self.script(request, "test", locals=locals_, response=response), **response}
-
-
-def asgi_transport(method: str, path: str, *, headers: dict[str, str], body: str) -> Answer:
-    """One request through the ASGI stack, the stream read to its end."""
-    content_type = headers.pop("Content-Type", "application/octet-stream")
-
-    async def go() -> Answer:
-        response = await AsyncClient().generic(
-            method, path, body.encode(), content_type=content_type, headers=headers
+@pytest.fixture(scope="session")
+def newman() -> Path:
+    """newman as package-lock.json pins it, installed with `npm ci` when it is missing or
+    older than the lock (a fresh clone, or a lock changed by a pull)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _unavailable("needs Node.js and npm to run the Postman collection with newman")
+    # lstat: the link's own time is when npm installed it (package files carry npm's 1985).
+    if not NEWMAN.exists() or NEWMAN.lstat().st_mtime < NPM_LOCKFILE.stat().st_mtime:
+        installed = subprocess.run(
+            NPM_CI, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
         )
-        if isinstance(response, StreamingHttpResponse):
-            # The SSE view is async: its stream is an async iterator of bytes.
-            content = b"".join([bytes(chunk) async for chunk in response])
-        else:
-            content = response.content
-        answer_headers = {key.lower(): value for key, value in response.items()}
-        return Answer(response.status_code, answer_headers, content.decode())
-
-    return async_to_sync(go)()
+        assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}{installed.stderr}"
+    assert NEWMAN.exists(), f"npm ci installed no {NEWMAN.relative_to(ROOT)}"
+    return NEWMAN
 
 
-@pytest.fixture
-def v8() -> Iterator[Any]:
-    mini_racer = pytest.importorskip("py_mini_racer", reason="needs mini-racer (dev requirement)")
-    context = mini_racer.MiniRacer()
-    yield context
-    context.close()
+@dataclass(frozen=True)
+class LiveStack:
+    stack: Stack
+    stripe_webhook_secret: str  # what a newcomer pastes into the environment from .data/
 
 
 @pytest.fixture
-def runner_settings(settings: Any, db: None) -> Iterator[str]:
-    """What `./run.sh` gives a newcomer: codes in answers, the offline model, the local
-    Stripe stand-in with its Pro price, and each Celery job run at commit, as a worker
-    would right after. Yields the stand-in's webhook secret, for the environment."""
-    from gemini_clone.celery import app as celery_app
-
-    settings.OTP_RETURN_IN_RESPONSE = True
-    settings.TRUSTED_PROXIES = []
-    settings.GEMINI_API_KEY = ""
-    settings.OFFLINE_MODEL_CHUNK_DELAY_MS = 0
-    eager = {"task_always_eager": True, "task_eager_propagates": True}
-    before = {key: celery_app.conf[key] for key in eager}
-    celery_app.conf.update(eager)
-    with FakeStripe() as stripe:
+def live_stack(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[LiveStack]:
+    """What `./run.sh` gives a newcomer: the web server and a worker, codes in answers, the
+    local Gemini and Stripe stand-ins, the Pro price created on the latter."""
+    with FakeGemini() as gemini, FakeStripe() as stripe:
         settings.STRIPE_SECRET_KEY = stripe.api_key
-        settings.STRIPE_WEBHOOK_SECRET = stripe.webhook_secret
         settings.STRIPE_API_BASE = stripe.url
-        settings.STRIPE_PRO_PRICE_ID = pro_price_ensure(interval="month").id
-        yield stripe.webhook_secret
-    celery_app.conf.update(before)
+        settings.STRIPE_WEBHOOK_SECRET = stripe.webhook_secret
+        env = process_env(
+            OTP_RETURN_IN_RESPONSE="true",
+            GEMINI_API_KEY=gemini.api_key,
+            GEMINI_BASE_URL=gemini.url,
+            STRIPE_SECRET_KEY=stripe.api_key,
+            STRIPE_API_BASE=stripe.url,
+            STRIPE_WEBHOOK_SECRET=stripe.webhook_secret,
+            STRIPE_PRO_PRICE_ID=pro_price_ensure(interval="month").id,
+        )
+        stack = Stack(env=env, log_dir=tmp_path)
+        try:
+            stack.start_web()
+            stack.start_worker(name="w1", concurrency=2)
+            stack.wait_ready()
+            yield LiveStack(stack=stack, stripe_webhook_secret=stripe.webhook_secret)
+        finally:
+            stack.close()
 
 
-# Replies are generated in-process (eager tasks), and the worker gives its database
-# connection back after each step: the run commits for real.
-@pytest.mark.django_db(transaction=True)
-def test_the_collection_runs_top_to_bottom_against_the_api(
-    v8, runner_settings, django_capture_on_commit_callbacks
+@dataclass(frozen=True)
+class NewmanRun:
+    returncode: int
+    output: str  # the cli reporter
+    report: dict[str, Any]  # the json reporter
+    environment: dict[str, Any]  # the environment as the run left it
+    server_logs: str
+
+    @property
+    def failures(self) -> list[str]:
+        """`request / assertion: message` for each failing assertion or script error."""
+        found = []
+        for failure in self.report.get("run", {}).get("failures", []):
+            error = failure["error"]
+            found.append(
+                f"{failure['source']['name']} / {error.get('test') or error['name']}: "
+                f"{error['message']}"
+            )
+        return found
+
+    @property
+    def executions(self) -> list[dict[str, Any]]:
+        return list(self.report.get("run", {}).get("executions", []))
+
+    def explain(self) -> str:
+        """The failing assertions first, then what newman printed, then the servers' logs."""
+        failures = "\n".join(self.failures) or "(no failing assertion)"
+        return (
+            f"newman exited with {self.returncode}; failing assertions:\n{failures}\n\n"
+            f"{self.output[-6000:]}\n{self.server_logs}"
+        )
+
+
+def newman_run(newman: Path, collection: Path, *, server: LiveStack, out: Path) -> NewmanRun:
+    report, exported = out / "newman-report.json", out / "newman-environment.json"
+    args = [
+        str(newman), "run", str(collection), "-e", str(ENVIRONMENT_PATH),
+        "--env-var", f"base_url={server.stack.url}",
+        "--env-var", f"stripe_webhook_secret={server.stripe_webhook_secret}",
+        "--reporters", "cli,json", "--reporter-json-export", str(report),
+        "--export-environment", str(exported),
+        "--timeout-request", "30000", "--color", "off", "--disable-unicode",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=NEWMAN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    (out / "newman-cli.txt").write_text(output)
+    return NewmanRun(
+        returncode=completed.returncode,
+        output=output,
+        report=json.loads(report.read_text()) if report.exists() else {},
+        environment={
+            value["key"]: value["value"] for value in json.loads(exported.read_text())["values"]
+        }
+        if exported.exists()
+        else {},
+        server_logs=server.stack.logs(),
+    )
+
+
+@pytest.mark.e2e
+def test_newman_runs_the_collection_top_to_bottom_against_a_live_server(
+    newman: Path, live_stack: LiveStack, tmp_path: Path
 ):
-    environment = {
-        **environment_values(load_environment()),
-        "stripe_webhook_secret": runner_settings,  # as a newcomer pastes it from .data/
-    }
-    runner = PostmanRunner(js=v8, environment=environment, base_url="http://testserver")
-    ran, failures, codes = [], [], {}
-    for request in collection_requests(load_collection()):
-        with django_capture_on_commit_callbacks(execute=True):
-            result = runner.send(request, asgi_transport)
-        ran.append(request.name)
-        codes[request.name] = result["code"]
-        assert result["tests"], f"{request.name}: its script ran no pm.test"
-        assert result["statusChecked"], f"{request.name}: its script checks no status"
-        failures += [
-            f"{request.name} / {t['name']}: {t['error']}" for t in result["tests"] if t["error"]
-        ]
+    run = newman_run(newman, COLLECTION_PATH, server=live_stack, out=tmp_path)
 
-    assert not failures, "\n".join(failures)
-    newcomer_path = ["Send OTP", "Verify OTP", "Create chatroom", "Send message", "Get reply"]
-    assert [name for name in ran if name in newcomer_path] == newcomer_path
-    for variable in CHAINED:
-        assert runner.env[variable], f"the run did not store {variable}"
-    # Stripe is configured (the local stand-in): the Subscription folder succeeds for real.
+    assert run.returncode == 0, run.explain()
+    assert run.failures == [], run.explain()
+    assert "deprecated" not in run.output, run.output  # what works today and will not later
     requests = collection_requests(load_collection())
-    subscription = [r.name for r in requests if r.folder == "Subscription"]
+    executed = [execution["item"]["name"] for execution in run.executions]
+    assert executed == [request.name for request in requests], run.explain()
+    for execution in run.executions:
+        assert execution.get("assertions"), f"{execution['item']['name']} ran no pm.test"
+    for variable in CHAINED:
+        assert run.environment.get(variable), f"the run did not store {variable}"
+    # Stripe is configured (the local stand-in): the Subscription folder succeeds for real.
+    codes = {
+        execution["item"]["name"]: execution["response"]["code"] for execution in run.executions
+    }
+    subscription = [request.name for request in requests if request.folder == "Subscription"]
     assert {name: codes[name] for name in subscription} == {
         "Subscribe to Pro": 201,
         "Subscription status": 200,
@@ -596,3 +440,23 @@ def test_the_collection_runs_top_to_bottom_against_the_api(
         "Payment cancel page": 200,
         "Billing portal return page": 200,
     }
+
+
+@pytest.mark.e2e
+def test_newman_fails_the_run_when_an_answer_breaks_an_assertion(
+    newman: Path, live_stack: LiveStack, tmp_path: Path
+):
+    """The check above is honest: one expected status changed in a copy of the collection
+    (Send OTP's 200 made 201) fails the run, and the failure names the assertion."""
+    text = COLLECTION_PATH.read_text()
+    expected_ok = "pm.response.to.have.status(200)"
+    assert expected_ok in text
+    broken = tmp_path / "broken.postman_collection.json"
+    broken.write_text(text.replace(expected_ok, "pm.response.to.have.status(201)", 1))
+
+    run = newman_run(newman, broken, server=live_stack, out=tmp_path)
+
+    assert run.returncode != 0, run.explain()
+    assert run.failures == [
+        "Send OTP / 200 OK: expected response to have status code 201 but got 200"
+    ], run.explain()
