@@ -1,5 +1,5 @@
-"""Housekeeping of accounts data that would otherwise grow forever: old one-time codes and
-the login failure counters of past hours."""
+"""Housekeeping of accounts data that would otherwise grow forever: old one-time codes, the
+login failure counters of past hours and expired refresh token records."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import LoginFailureCount, OneTimeCode
 
@@ -78,6 +79,19 @@ def login_failures_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
     return deleted
 
 
+def refresh_tokens_flush(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete the records of expired refresh tokens (simplejwt's `flushexpiredtokens`, in
+    batches); returns how many tokens. Their blacklist entries and family rows go with them:
+    an expired token is refused by its signature's expiry alone."""
+    deleted = _delete_in_batches(
+        OutstandingToken.objects.filter(expires_at__lte=timezone.now()),
+        batch_size=batch_size,
+    )
+    if deleted:
+        logger.info("Flushed %s expired refresh tokens", deleted)
+    return deleted
+
+
 def _delete_in_batches(rows: QuerySet[Any], *, batch_size: int) -> int:
     """Delete `rows` in batches, each its own short statement, so a large backlog never
     holds locks on many rows at once."""
@@ -88,8 +102,9 @@ def _delete_in_batches(rows: QuerySet[Any], *, batch_size: int) -> int:
         ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
-        count, _ = rows.model.objects.filter(pk__in=ids).delete()
-        deleted += count
+        # Counted without the rows deleted with them (a token's blacklist entry).
+        _, per_model = rows.model.objects.filter(pk__in=ids).delete()
+        deleted += per_model.get(rows.model._meta.label, 0)
         if len(ids) < batch_size:
             break
     return deleted

@@ -7,6 +7,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.auth_cache import auth_user_forget, auth_user_revoke
 
@@ -141,3 +142,22 @@ class LoginFailureCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} at {self.window_start:%Y-%m-%d %H:00}: {self.count}"
+
+
+class RefreshTokenFamilyMember(models.Model):
+    """A refresh token's family: every token rotated from one login shares the login's id.
+
+    Presenting a token that was already rotated revokes the family (see `accounts.tokens`).
+    Deleted with its token when expired tokens are flushed.
+    """
+
+    token = models.OneToOneField(
+        OutstandingToken, on_delete=models.CASCADE, primary_key=True, related_name="family"
+    )
+    family = models.UUIDField(db_index=True)
+    rotated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the token was traded for a new pair."
+    )
+
+    def __str__(self) -> str:
+        return f"token {self.token_id} of family {self.family}"

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from accounts.maintenance import login_failures_purge as login_failures_purge_service
 from accounts.maintenance import otp_codes_purge as otp_codes_purge_service
+from accounts.maintenance import refresh_tokens_flush as refresh_tokens_flush_service
 
 
 @shared_task(name="accounts.otp_codes_purge", time_limit=300, soft_time_limit=270)
@@ -18,3 +19,9 @@ def otp_codes_purge() -> int:
 def login_failures_purge() -> int:
     """Beat, hourly: delete the login failure counters of past hours; returns how many."""
     return login_failures_purge_service()
+
+
+@shared_task(name="accounts.refresh_tokens_flush", time_limit=300, soft_time_limit=270)
+def refresh_tokens_flush() -> int:
+    """Beat, hourly: delete the records of expired refresh tokens; returns how many."""
+    return refresh_tokens_flush_service()

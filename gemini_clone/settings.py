@@ -353,6 +353,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
     },
+    "refresh-tokens-flush": {
+        "task": "accounts.refresh_tokens_flush",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
     "idempotency-records-prune": {
         "task": "chatrooms.idempotency_records_prune",
         "schedule": 3600.0,

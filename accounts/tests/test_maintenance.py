@@ -11,12 +11,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.maintenance import login_failures_purge, otp_codes_purge
-from accounts.models import LoginFailureCount, OneTimeCode
+from accounts.maintenance import login_failures_purge, otp_codes_purge, refresh_tokens_flush
+from accounts.models import LoginFailureCount, OneTimeCode, RefreshTokenFamilyMember
 from accounts.tasks import login_failures_purge as login_failures_purge_task
 from accounts.tasks import otp_codes_purge as otp_codes_purge_task
-from accounts.tests.helpers import post, send_code
+from accounts.tasks import refresh_tokens_flush as refresh_tokens_flush_task
+from accounts.tests.factories import DEFAULT_PASSWORD
+from accounts.tests.helpers import login_with_password, post, send_code
 from gemini_clone.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
@@ -157,12 +160,14 @@ def test_every_beat_entry_names_a_registered_task():
     assert {
         "accounts.otp_codes_purge",
         "accounts.login_failures_purge",
+        "accounts.refresh_tokens_flush",
         "chatrooms.idempotency_records_prune",
     } <= {entry["task"] for entry in schedule.values()}
     for name, entry in schedule.items():
         assert entry["task"] in celery_app.tasks, f"beat entry {name!r} names an unknown task"
     assert schedule["otp-codes-purge"]["schedule"] == HOUR
     assert schedule["login-failures-purge"]["schedule"] == HOUR
+    assert schedule["refresh-tokens-flush"]["schedule"] == HOUR
 
 
 # --- Login failure counters ----------------------------------------------------------------
@@ -209,3 +214,43 @@ def test_the_login_failures_command_prints_how_many_it_deleted(api_client, clock
     # The number's counter and the client network's.
     assert out.getvalue().strip() == "Deleted 2 login failure counters."
     assert not LoginFailureCount.objects.exists()
+
+
+# --- Expired refresh tokens ----------------------------------------------------------------
+
+
+def _refresh(client, token):
+    return post(client, "/api/auth/token/refresh", {"refresh": token})
+
+
+def test_the_flush_deletes_expired_refresh_tokens_with_their_blacklist_and_family_rows(
+    api_client, user, clock, settings
+):
+    lifetime = settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]
+    old = login_with_password(api_client, str(user.phone), DEFAULT_PASSWORD)
+    rotated = _refresh(api_client, old["refresh"])  # blacklists the first token
+    assert rotated.status_code == 200
+    clock.shift(HOUR)
+    live = login_with_password(api_client, str(user.phone), DEFAULT_PASSWORD)
+    clock.shift(lifetime - dt.timedelta(seconds=HOUR - 1))  # the first two are now expired
+    assert OutstandingToken.objects.count() == 3
+
+    assert refresh_tokens_flush_task.apply().get() == 2
+    [kept] = OutstandingToken.objects.all()
+    assert kept.token == live["refresh"]
+    assert not BlacklistedToken.objects.exists()
+    assert list(RefreshTokenFamilyMember.objects.values_list("token", flat=True)) == [kept.pk]
+    assert refresh_tokens_flush(batch_size=1) == 0
+    assert refresh_tokens_flush_task.time_limit is not None
+    # The unexpired token still works, and the expired ones are still refused.
+    assert _refresh(api_client, live["refresh"]).status_code == 200
+    assert _refresh(api_client, rotated.json()["refresh"]).status_code == 401
+
+
+def test_the_flush_deletes_in_batches(api_client, user, clock, settings):
+    for _ in range(3):
+        login_with_password(api_client, str(user.phone), DEFAULT_PASSWORD)
+    clock.shift(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"])
+    assert refresh_tokens_flush(batch_size=2) == 3
+    assert not OutstandingToken.objects.exists()
+    assert not RefreshTokenFamilyMember.objects.exists()
