@@ -48,6 +48,8 @@ def test_messages_filter_by_status_and_model(admin_client, reply):
 
     page = admin_client.get("/admin/chatrooms/message/", {"model_name": "gemini-x"})
     assert list(page.context["cl"].result_list) == [other]
+    (choices,) = [f for f in page.context["cl"].filter_specs if f.title == "model"]
+    assert [name for name, _ in choices.lookup_choices] == ["gemini-x", "gemini-y"]
     page = admin_client.get("/admin/chatrooms/message/", {"status__exact": "completed"})
     assert list(page.context["cl"].result_list) == [reply]
 
