@@ -150,7 +150,7 @@ def test_a_list_page_runs_as_many_queries_for_50_rows_as_for_1(
 def test_a_chatroom_with_50_messages_inline_runs_as_many_queries_as_with_1(
     django_assert_max_num_queries, operator
 ):
-    chatroom = ChatroomFactory(user=_user(0))
+    chatroom = ChatroomFactory.create(user=_user(0))
     url = f"/admin/chatrooms/chatroom/{chatroom.pk}/change/"
     _get(operator, url)
     MessageFactory(chatroom=chatroom)
