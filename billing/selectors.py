@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -37,6 +38,24 @@ def user_is_pro(*, user: User) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {condition}", params)
         return bool(cursor.fetchone()[0])
+
+
+def pro_now_condition(user_ref: str = "pk") -> Q:
+    """`user_is_pro` as a condition on a queryset whose `user_ref` is the user's id (for a
+    list of users that shows each one's tier in its one query)."""
+    return Q(
+        Exists(
+            BillingAccount.objects.filter(
+                user_id=OuterRef(user_ref), pro_granted_until__gt=timezone.now()
+            )
+        )
+    ) | Q(
+        Exists(
+            Subscription.objects.filter(
+                user_id=OuterRef(user_ref), status__in=Subscription.PRO_STATUSES
+            )
+        )
+    )
 
 
 def pro_user_count() -> int:

@@ -49,6 +49,12 @@ class ReplyNotCancelable(ApiError):
     message = "Only a model reply can be canceled."
 
 
+class ReplyNotRetryable(ApiError):
+    status_code = 409
+    code = "not_retryable"
+    message = "Only a failed reply that is its chatroom's latest can be retried."
+
+
 class IdempotencyKeyMismatch(ApiError):
     status_code = 422
     code = "idempotency_key_mismatch"

@@ -63,6 +63,11 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # `attempts` never goes back (it is the fencing token); an operator's retry moves this
+    # base up to it instead, so the retry limit and the backoff count from the retry.
+    attempt_base = models.PositiveSmallIntegerField(
+        default=0, help_text="Attempts made before the operator's last retry."
+    )
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="While in the future, one worker owns the generation."
     )

@@ -101,6 +101,13 @@ class Claim:
     user_id: int
     system_prompt: str
     usage_day: dt.date | None
+    attempt_base: int = 0  # claims before an operator's retry (`Message.attempt_base`)
+
+    @property
+    def tries(self) -> int:
+        """This attempt's number since the reply was enqueued or retried by an operator: the
+        one the retry limit and the backoff count."""
+        return self.attempt - self.attempt_base
 
 
 def lease_live() -> ExpressionWrapper:
@@ -134,7 +141,7 @@ def reply_attempt(*, reply_id: int) -> float | None:
     # From here the keeper renews the lease, through the final write and its retries.
     with _keeper.hold(claim, seconds=settings.REPLY_TIME_LIMIT_SECONDS) as generation:
         history = _patiently(lambda: reply_history(claim=claim), claim=claim)
-        if claim.attempt > _max_attempts():
+        if claim.tries > _max_attempts():
             # Workers keep dying on this reply (or its retries were lost): stop trying.
             logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
             outcome = Outcome(Ending.FAILED, "", error_code="ai_unavailable")
@@ -186,7 +193,7 @@ _CLAIM_SQL = f"""
     FROM {Chatroom._meta.db_table} AS c
     WHERE m.id = %(id)s AND m.role = %(model)s AND c.id = m.chatroom_id
       AND (m.status = %(pending)s OR (m.status = %(streaming)s AND m.lease_expires_at < now()))
-    RETURNING m.attempts, m.chatroom_id, c.user_id, c.system_prompt, m.usage_day
+    RETURNING m.attempts, m.chatroom_id, c.user_id, c.system_prompt, m.usage_day, m.attempt_base
 """  # noqa: S608 (table names are ours, values are parameters)
 
 
@@ -212,7 +219,7 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    attempt, chatroom_id, user_id, system_prompt, usage_day = row
+    attempt, chatroom_id, user_id, system_prompt, usage_day, attempt_base = row
     return Claim(
         reply_id=reply_id,
         attempt=attempt,
@@ -220,6 +227,7 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
         user_id=user_id,
         system_prompt=system_prompt,
         usage_day=usage_day,
+        attempt_base=attempt_base,
     )
 
 
@@ -332,7 +340,7 @@ def _stream(
             exc.detail,
             exc.status,
         )
-        if exc.retryable and claim.attempt < _max_attempts():
+        if exc.retryable and claim.tries < _max_attempts():
             return Outcome(Ending.RETRY, generation.text)
         code = "ai_unavailable" if exc.retryable else exc.code
         return Outcome(Ending.FAILED, generation.text, error_code=code)
@@ -449,7 +457,7 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
     elif outcome.ending is Ending.BLOCKED:
         reply = reply_block(claim=claim, text=text, reason=outcome.block_reason)
     elif outcome.ending is Ending.RETRY:
-        delay = retry_delay(claim.attempt)
+        delay = retry_delay(claim.tries)
         if reply_retry_later(claim=claim, delay_seconds=delay):
             return None, delay
     if reply is None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from chatrooms import cache
@@ -135,6 +136,18 @@ def chatroom_latest_reply_status(*, chatroom_id: int) -> tuple[int, str] | None:
         cursor.execute(_LATEST_REPLY_SQL, [chatroom_id, Message.Role.MODEL.value])
         row = cursor.fetchone()
     return (row[0], row[1]) if row is not None else None
+
+
+def chatroom_count_subquery(user_ref: str = "pk") -> Coalesce:
+    """How many chatrooms the user whose id is `user_ref` has: an annotation."""
+    counted = (
+        Chatroom.objects.filter(user_id=OuterRef(user_ref))
+        .order_by()
+        .values("user_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), Value(0))
 
 
 def chatroom_first_user_message(*, chatroom_id: int) -> str | None:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -26,6 +27,7 @@ from chatrooms.errors import (
     MessageNotFound,
     ReplyInProgress,
     ReplyNotCancelable,
+    ReplyNotRetryable,
 )
 from chatrooms.models import Chatroom, Message
 from chatrooms.replies import (
@@ -263,3 +265,64 @@ def _canceled_text_store(*, reply: Message) -> Message:
         return Message.objects.get(pk=reply.pk)
     reply_done_announce(reply=stored)
     return stored
+
+
+# --- An operator's retry of a failed reply -------------------------------------------------
+
+
+def reply_retry(*, reply_id: int) -> Message:
+    """Generate a failed reply again (the admin's action): back to `pending`, enqueued once
+    this commits. Only the chatroom's latest reply, so the rule of sends holds (one reply in
+    flight per chatroom, the latest); ReplyInProgress while another one is in flight.
+
+    The retry is free: the prompt is not counted again, and the reply no longer names a day
+    (`usage_day`), so failing again refunds nothing (its first failure may have already given
+    the prompt back). `attempts`, the fencing token, goes on from where it was, so a worker of
+    an earlier attempt still running can never write over the new one; `attempt_base` makes
+    the retry limit count from here.
+    """
+    replies = Message.objects.filter(role=Message.Role.MODEL)
+    chatroom_id = replies.filter(pk=reply_id).values_list("chatroom_id", flat=True).first()
+    if chatroom_id is None:
+        raise MessageNotFound()
+    with transaction.atomic():
+        # The send's lock first (the same order as a send), so a send and a retry in one
+        # chatroom take turns. A failed reply changes under no other writer.
+        Chatroom.objects.select_for_update().filter(pk=chatroom_id).values_list("pk").first()
+        in_flight = (
+            replies.filter(chatroom_id=chatroom_id, status__in=Message.IN_FLIGHT)
+            .exclude(pk=reply_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if in_flight is not None:
+            raise ReplyInProgress(reply_id=in_flight)
+        latest = chatroom_latest_reply_status(chatroom_id=chatroom_id)
+        if latest != (reply_id, Message.Status.FAILED.value):
+            raise ReplyNotRetryable()
+        replies.filter(pk=reply_id, status=Message.Status.FAILED).update(
+            status=Message.Status.PENDING,
+            content="",
+            error_code="",
+            error_message="",
+            completed_at=None,
+            lease_expires_at=None,
+            usage_day=None,
+            prompt_tokens=None,
+            output_tokens=None,
+            attempt_base=F("attempts"),
+            updated_at=Now(),
+        )
+        transaction.on_commit(partial(_stream_forget, reply_id=reply_id))
+        reply_enqueue_on_commit(reply_id=reply_id)
+    logger.info("Reply %s: retried by an operator", reply_id)
+    return Message.objects.get(pk=reply_id)
+
+
+def _stream_forget(*, reply_id: int) -> None:
+    """Before the enqueue (on_commit runs in order), so the failed attempt's `done` does not
+    end the new attempt's followers. Redis down: its TTL removes the stream."""
+    try:
+        streaming.stream_forget(reply_id=reply_id)
+    except RedisError:
+        logger.warning("Could not delete reply %s's old stream", reply_id, exc_info=True)

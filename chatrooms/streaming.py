@@ -143,6 +143,11 @@ def stream_done_publish(*, reply_id: int, message: dict[str, Any]) -> None:
     pipe.execute()
 
 
+def stream_forget(*, reply_id: int) -> None:
+    """Delete the reply's stream and cancel flag: a reply generated again starts afresh."""
+    redis_client().delete(events_key(reply_id), cancel_key(reply_id))
+
+
 def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
     """Flag the reply as canceled, and return the text attempt `attempt` published before
     the flag, in one atomic step. The worker's next chunk is refused (and it stops), so this

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "billing",
     "usage",
     "chatrooms",
+    # Last: its admin.py registers the users' page composed from the apps above (see there).
+    "gemini_clone",
 ]
 
 MIDDLEWARE = [

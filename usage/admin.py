@@ -1,10 +1,15 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from usage.models import DailyUsage
 
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(admin.ModelAdmin):
+    """Read-only: counts change through the usage services (the users' page resets today's)."""
+
     list_display = ("user", "day", "count")
     list_filter = ("day",)
     search_fields = ("user__phone",)
@@ -12,3 +17,13 @@ class DailyUsageAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     date_hierarchy = "day"
     ordering = ("-day", "-count")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
@@ -93,3 +94,9 @@ def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
 def prompts_on(day: dt.date) -> int:
     """Prompts counted on `day`, all users together."""
     return DailyUsage.objects.filter(day=day).aggregate(total=Sum("count"))["total"] or 0
+
+
+def used_today_subquery(user_ref: str = "pk") -> Coalesce:
+    """Today's count of the user whose id is `user_ref`, 0 without a row: an annotation."""
+    counts = DailyUsage.objects.filter(user_id=OuterRef(user_ref), day=usage_today())
+    return Coalesce(Subquery(counts.values("count")[:1]), Value(0))

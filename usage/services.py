@@ -1,8 +1,9 @@
-"""Writes of the daily prompt count: consume one prompt, give one back."""
+"""Writes of the daily prompt count: consume one prompt, give one back, reset a day."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.conf import settings
 from django.db import connection
@@ -13,6 +14,8 @@ from billing.selectors import user_is_pro_sql
 from usage.errors import DailyLimitExceeded
 from usage.models import DailyUsage
 from usage.selectors import UsageSummary, usage_resets_at, usage_today
+
+logger = logging.getLogger(__name__)
 
 _TABLE = DailyUsage._meta.db_table
 
@@ -66,3 +69,16 @@ def usage_refund(*, user_id: int, day: dt.date) -> bool:
         count=F("count") - 1
     )
     return updated == 1
+
+
+def usage_reset_today(*, user: User) -> bool:
+    """An operator gives the user today's prompts back: today's count goes to 0 (the row
+    stays, for the record). False when there was nothing to reset.
+
+    No cache to forget: every read of the count (`usage_summary`, the send's statement)
+    goes to the database."""
+    day = usage_today()
+    reset = DailyUsage.objects.filter(user=user, day=day, count__gt=0).update(count=0) == 1
+    if reset:
+        logger.info("Usage of user %s on %s reset by an operator", user.pk, day)
+    return reset

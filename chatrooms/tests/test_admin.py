@@ -38,3 +38,26 @@ def test_view_site_leads_to_the_api_documentation(admin_client):
     page = admin_client.get("/admin/")
     assert b'href="/api/docs/"' in page.content
     assert admin_client.get("/api/docs/").status_code == 200
+
+
+def test_messages_filter_by_status_and_model(admin_client, reply):
+    other = Message.objects.create(
+        chatroom=reply.chatroom, role=Message.Role.MODEL, status="failed", model_name="gemini-x"
+    )
+    Message.objects.filter(pk=reply.pk).update(model_name="gemini-y")
+
+    page = admin_client.get("/admin/chatrooms/message/", {"model_name": "gemini-x"})
+    assert list(page.context["cl"].result_list) == [other]
+    (choices,) = [f for f in page.context["cl"].filter_specs if f.title == "model"]
+    assert [name for name, _ in choices.lookup_choices] == ["gemini-x", "gemini-y"]
+    page = admin_client.get("/admin/chatrooms/message/", {"status__exact": "completed"})
+    assert list(page.context["cl"].result_list) == [reply]
+
+
+def test_a_chatroom_shows_its_messages_inline_read_only(admin_client, reply):
+    page = admin_client.get(f"/admin/chatrooms/chatroom/{reply.chatroom_id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Hello." in html
+    assert 'name="messages-0-content"' not in html  # shown, not editable
+    assert 'name="messages-0-DELETE"' not in html
