@@ -228,20 +228,32 @@ def password_reset(*, phone: str, code: str, new_password: str) -> None:
     check.raise_unless_accepted()
 
 
-def password_change(*, user: User, old_password: str | None, new_password: str) -> TokenPair:
+def password_change(
+    *, user: User, old_password: str | None, new_password: str, client_ip: str | None
+) -> TokenPair:
     """Change the password, log out everywhere, and return a fresh pair for this client.
 
     `old_password` is checked only when the account has a usable password; an account that
-    logs in by OTP alone sets its first password without one.
+    logs in by OTP alone sets its first password without one. A wrong `old_password` counts
+    as a wrong login password for the number and the client network, so a stolen access
+    token cannot guess it faster than the login could (LoginAttemptsExceeded, before the
+    hash is computed).
     """
+    attempt = None
+    if user.has_usable_password():
+        # Committed before the check: the refusal below rolls back only its own transaction.
+        attempt = login_attempt_begin(phone=str(user.phone), client_ip=client_ip)
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.has_usable_password() and not locked.check_password(old_password or ""):
-            raise PasswordIncorrect()
+            raise PasswordIncorrect()  # the attempt keeps its slots: a failure
         locked.set_password(new_password)
         locked.save(update_fields=["password"])
         tokens_revoke_all(user=locked)
-        return token_pair_issue(user=locked)
+        tokens = token_pair_issue(user=locked)
+    if attempt is not None:
+        attempt.release()
+    return tokens
 
 
 def user_profile_update(*, user: User, name: str | None = None, email: str | None = None) -> User:

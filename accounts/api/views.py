@@ -295,13 +295,21 @@ class ChangePasswordView(APIView):
                 "`validation_error` (a missing `old_password`, the password rules), "
                 "`malformed_json`, or `password_incorrect` (wrong `old_password`)."
             ),
+            429: _error(
+                "`login_attempts_exceeded`: a wrong `old_password` counts as a wrong login "
+                "password; too many for the number or the client network this hour. "
+                "`Retry-After` says when the hour ends."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
         user = _current_user(request)
         data = _validated(s.ChangePasswordSerializer, request, user=user)
         tokens = services.password_change(
-            user=user, old_password=data.get("old_password"), new_password=data["new_password"]
+            user=user,
+            old_password=data.get("old_password"),
+            new_password=data["new_password"],
+            client_ip=client_ip(request),
         )
         return Response(tokens.as_dict())
 

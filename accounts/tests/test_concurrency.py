@@ -113,7 +113,9 @@ def test_a_refresh_during_a_password_change_waits_and_is_then_refused():
         refresh.wait_until_blocked()
         # ...and revokes the tokens while the refresh waits. With the refresh locking the
         # token first and the user second, the two transactions deadlocked here.
-        password_change(user=user, old_password=DEFAULT_PASSWORD, new_password="New-pass-731")
+        password_change(
+            user=user, old_password=DEFAULT_PASSWORD, new_password="New-pass-731", client_ip=None
+        )
     response = refresh.join()
     assert response is not None
     assert response.status_code == 401

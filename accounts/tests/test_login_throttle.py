@@ -158,3 +158,34 @@ def test_failures_survive_a_redis_that_restarts_empty(api_client, settings, cloc
     cache.clear()  # Redis restarted without its data
     fail(api_client, 2)
     assert_locked(login(api_client), 3600)
+
+
+def _change_password(client, access, old_password):
+    body = {"old_password": old_password, "new_password": "Fresh-Orbit-8-lantern"}
+    return post(client, "/api/auth/change-password", body, HTTP_AUTHORIZATION=f"Bearer {access}")
+
+
+def test_a_stolen_access_token_cannot_guess_the_old_password_faster_than_the_login(
+    api_client, clock
+):
+    UserFactory(phone=PHONE)
+    clock.shift(15 * 60)
+    access = login(api_client).json()["access"]  # the thief's copy
+    for _ in range(10):
+        response = _change_password(api_client, access, WRONG)
+        assert response.json()["error"]["code"] == "password_incorrect"
+    # The number's budget is spent: the right old password gets the refusal too, and so
+    # does the login; an hour later the owner can change it.
+    assert_locked(_change_password(api_client, access, DEFAULT_PASSWORD), 45 * 60)
+    assert_locked(login(api_client), 45 * 60)
+    clock.shift(45 * 60)
+    access = login(api_client).json()["access"]  # the first one expired meanwhile
+    assert _change_password(api_client, access, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_a_right_old_password_is_not_counted_as_a_failure(api_client, settings, clock):
+    settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 1
+    UserFactory(phone=PHONE)
+    access = login(api_client).json()["access"]
+    assert _change_password(api_client, access, DEFAULT_PASSWORD).status_code == 200
+    fail(api_client, 1)  # the one allowed failure is still there
