@@ -12,8 +12,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from accounts.admin_login import ThrottledAdminLoginForm
 from accounts.errors import RevocationUnavailable
 from accounts.models import OneTimeCode, User
+
+admin.site.login_form = ThrottledAdminLoginForm
 
 
 class UserAddForm(AdminUserCreationForm):
