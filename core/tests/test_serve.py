@@ -57,12 +57,13 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def _server_side_connections(port: int) -> set[str]:
-    """Inodes of the established TCP connections whose local port is `port`."""
+    """Inodes of the established TCP connections whose local port is `port` and that a
+    process accepted (one still in the listen queue has inode 0 until then)."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port = int(fields[1].split(":")[1], 16)
-        if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+        if local_port == port and fields[3] == "01" and fields[9] != "0":  # 01: ESTABLISHED
             inodes.add(fields[9])
     return inodes
 
