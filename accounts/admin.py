@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from accounts.admin_login import ThrottledAdminLoginForm
 from accounts.errors import RevocationUnavailable
-from accounts.models import OneTimeCode, User
+from accounts.models import OneTimeCode, OtpFailureStreak, User
 
 admin.site.login_form = ThrottledAdminLoginForm
 
@@ -140,13 +140,16 @@ def _refused_unless_revocable(
 class OneTimeCodeAdmin(admin.ModelAdmin):
     """Read-only: operators can see that codes were sent and tried, never the codes."""
 
-    list_display = ("phone", "purpose", "created_at", "expires_at", "attempts", "used_at")
+    list_display = (
+        "phone", "purpose", "scope", "created_at", "expires_at", "attempts", "used_at",
+    )  # fmt: skip
     list_filter = ("purpose", "created_at")
     search_fields = ("phone",)
     exclude = ("code_hash",)
     readonly_fields = (
         "phone",
         "purpose",
+        "scope",
         "client_ip",
         "created_at",
         "expires_at",
@@ -154,6 +157,23 @@ class OneTimeCodeAdmin(admin.ModelAdmin):
         "used_at",
         "from_signup",
     )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OtpFailureStreak)
+class OtpFailureStreakAdmin(admin.ModelAdmin):
+    """Streaks of wrong codes (`accounts.otp_scopes`). Deleting one lifts its lock, for an
+    owner who proved who they are some other way."""
+
+    list_display = ("phone", "purpose", "scope", "failures", "last_failure_at")
+    list_filter = ("purpose",)
+    search_fields = ("phone",)
+    readonly_fields = list_display
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -59,6 +59,31 @@ class OtpSendLimit(_RetryLater):
     message = "Too many codes were requested. Try again later."
 
 
+class OtpLocked(_RetryLater):
+    code = "otp_locked"
+    message = (
+        "Too many wrong codes for this number in a row. Code checks are locked for a while; "
+        "log in with a password if the account has one."
+    )
+
+
+class OtpNetworkAttemptsExceeded(_RetryLater):
+    code = "otp_network_attempts_exceeded"
+    message = "Too many wrong codes from this network this hour. Try again later."
+
+
+class OtpSendingPaused(ServiceUnavailable):
+    """The service sent its hourly quota of codes (`OTP_MAX_SENDS_PER_HOUR`, the SMS bill)."""
+
+    code = "otp_sending_paused"
+    message = "No more codes can be sent right now. Try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
 class LoginAttemptsExceeded(_RetryLater):
     code = "login_attempts_exceeded"
     message = "Too many failed logins for this number or from this network. Try again later."

@@ -7,6 +7,7 @@ from django.db import connection
 # First key of the two-key advisory lock form, so our locks never meet another app's.
 _PHONE_NAMESPACE = 4101
 _IP_NAMESPACE = 4102
+_ALL_SENDS_NAMESPACE = 4103
 
 
 def _lock(namespace: int, key: str) -> None:
@@ -24,3 +25,8 @@ def phone_lock(phone: str) -> None:
 
 def ip_lock(ip: str) -> None:
     _lock(_IP_NAMESPACE, ip)
+
+
+def all_sends_lock() -> None:
+    """One lock for every code send, for the service-wide hourly cap. Take it last."""
+    _lock(_ALL_SENDS_NAMESPACE, "otp-sends")

@@ -1,5 +1,6 @@
 """Housekeeping of accounts data that would otherwise grow forever: old one-time codes, the
-login failure counters of past hours and expired refresh token records."""
+login failure counters of past hours, forgotten streaks of wrong codes and expired refresh
+token records."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.models import LoginFailureCount, OneTimeCode
+from accounts.models import LoginFailureCount, OneTimeCode, OtpFailureStreak
+from accounts.otp_scopes import STREAK_FORGOTTEN_AFTER
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,18 @@ def login_failures_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
     )
     if deleted:
         logger.info("Purged %s login failure counters of hours before %s", deleted, cutoff)
+    return deleted
+
+
+def otp_failure_streaks_purge(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete the streaks of wrong codes whose last wrong code is older than
+    STREAK_FORGOTTEN_AFTER (30 days); returns how many. Such a number starts from zero."""
+    cutoff = timezone.now() - STREAK_FORGOTTEN_AFTER
+    deleted = _delete_in_batches(
+        OtpFailureStreak.objects.filter(last_failure_at__lt=cutoff), batch_size=batch_size
+    )
+    if deleted:
+        logger.info("Purged %s streaks of wrong codes older than %s", deleted, cutoff)
     return deleted
 
 

@@ -98,6 +98,12 @@ class OneTimeCode(models.Model):
 
     phone = PhoneNumberField()
     purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    scope = models.CharField(
+        max_length=50,
+        default="other",
+        help_text="The client network it was asked from when the number had logged in from "
+        'there before, else "other" (see `accounts.otp_scopes`).',
+    )
     code_hash = models.CharField(max_length=64, editable=False)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -115,6 +121,7 @@ class OneTimeCode(models.Model):
                 fields=["phone", "purpose", "-created_at"], name="otp_phone_purpose_recent"
             ),
             models.Index(fields=["client_ip", "created_at"], name="otp_ip_created"),
+            models.Index(fields=["created_at"], name="otp_created"),
         ]
         ordering = ("-created_at",)
         verbose_name = "one-time code"
@@ -124,13 +131,17 @@ class OneTimeCode(models.Model):
 
 
 class LoginFailureCount(models.Model):
-    """Wrong passwords in one clock hour for one phone number or one client network.
+    """Failed logins in one clock hour for one key: wrong passwords for a phone number or
+    from a client network, wrong codes from a client network.
 
     Kept in PostgreSQL, not Redis, so the brute-force limits hold while Redis is down or
     after it restarts empty (see `accounts.login_throttle`). Past hours are purged hourly.
     """
 
-    key = models.CharField(max_length=80, help_text='"phone:<E.164>" or "network:<address/prefix>"')
+    key = models.CharField(
+        max_length=80,
+        help_text='"phone:<E.164>", "network:<address/prefix>" or "otp-network:<address/prefix>"',
+    )
     window_start = models.DateTimeField(help_text="The clock hour counted.")
     count = models.PositiveIntegerField(default=0)
 
@@ -161,3 +172,48 @@ class RefreshTokenFamilyMember(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.token_id} of family {self.family}"
+
+
+class KnownNetwork(models.Model):
+    """A client network (an IPv4 address or an IPv6 /64) the user logged in from.
+
+    Codes asked for and tried from such a network have their own send budget and their own
+    count of wrong tries, which strangers trying the number cannot use up
+    (`accounts.otp_scopes`).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="known_networks")
+    network = models.CharField(max_length=50)
+    last_login_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "network"], name="known_network_user_network")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network} (last login {self.last_login_at:%Y-%m-%d %H:%M})"
+
+
+class OtpFailureStreak(models.Model):
+    """Wrong codes in a row for one phone number, purpose and scope, across codes.
+
+    A right code ends the streak; a long one locks code checks (`accounts.otp_scopes`).
+    """
+
+    phone = PhoneNumberField()
+    purpose = models.CharField(max_length=20, choices=OneTimeCode.Purpose.choices)
+    scope = models.CharField(max_length=50)
+    failures = models.PositiveIntegerField(default=0)
+    last_failure_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["phone", "purpose", "scope"], name="otp_streak_phone_purpose_scope"
+            )
+        ]
+        indexes = [models.Index(fields=["last_failure_at"], name="otp_streak_last_failure")]
+
+    def __str__(self) -> str:
+        return f"{self.failures} wrong {self.purpose} codes for {self.phone} ({self.scope})"

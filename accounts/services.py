@@ -22,9 +22,10 @@ from accounts.errors import (
     PhoneTaken,
 )
 from accounts.locks import phone_lock
-from accounts.login_throttle import login_attempt_begin
+from accounts.login_throttle import OtpTry, login_attempt_begin, otp_try_begin
 from accounts.models import User, UserManager
 from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
+from accounts.otp_scopes import known_network_remember
 from accounts.password_rules import password_rule_errors
 from accounts.selectors import user_get_by_phone
 from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
@@ -50,7 +51,9 @@ def otp_login_send(*, phone: str, client_ip: str | None) -> IssuedCode:
     return otp_issue(phone=phone, purpose=Purpose.LOGIN, client_ip=client_ip)
 
 
-def _user_mark_logged_in(*, user: User, phone_verified: bool = False) -> None:
+def _user_mark_logged_in(
+    *, user: User, client_ip: str | None, phone_verified: bool = False
+) -> None:
     now = timezone.now()
     user.last_login = now
     fields = ["last_login"]
@@ -58,9 +61,18 @@ def _user_mark_logged_in(*, user: User, phone_verified: bool = False) -> None:
         user.phone_verified_at = now
         fields.append("phone_verified_at")
     user.save(update_fields=fields)
+    known_network_remember(user=user, client_ip=client_ip)
 
 
-def otp_login_verify(*, phone: str, code: str, signup_token: str | None = None) -> Login:
+def _release_unless_wrong(slot: OtpTry, check: OtpCheck | None) -> None:
+    """Give the network's slot back unless a wrong code was tried (`otp_try_begin`)."""
+    if check is None or not check.wrong_guess:
+        slot.release()
+
+
+def otp_login_verify(
+    *, phone: str, code: str, client_ip: str | None, signup_token: str | None = None
+) -> Login:
     """Log in with a login code, creating the account for an unknown number.
 
     `created` is True when this is the account's first successful login: the account was
@@ -73,22 +85,35 @@ def otp_login_verify(*, phone: str, code: str, signup_token: str | None = None) 
     is made unusable and the e-mail cleared, so nobody can plant a password or a recovery
     address on a number they do not own. The owner can then set a password with
     change-password.
+
+    Wrong codes count per number and scope (`accounts.otp_scopes`) and per client network
+    (`otp_try_begin`).
     """
     login: Login | None = None
-    with transaction.atomic():
-        phone_lock(phone)
-        check = otp_consume(
-            phone=phone, purpose=Purpose.LOGIN, code=code, signup_token=signup_token
-        )
-        if check.accepted:
-            login = _login_after_code(phone=phone, check=check)
+    check: OtpCheck | None = None
+    slot = otp_try_begin(client_ip=client_ip)
+    try:
+        with transaction.atomic():
+            phone_lock(phone)
+            check = otp_consume(
+                phone=phone,
+                purpose=Purpose.LOGIN,
+                code=code,
+                client_ip=client_ip,
+                signup_token=signup_token,
+            )
+            if check.accepted:
+                login = _login_after_code(phone=phone, check=check, client_ip=client_ip)
+    finally:
+        _release_unless_wrong(slot, check)
     # Outside the transaction, so a wrong try stays counted.
+    assert check is not None
     check.raise_unless_accepted()
     assert login is not None
     return login
 
 
-def _login_after_code(*, phone: str, check: OtpCheck) -> Login:
+def _login_after_code(*, phone: str, check: OtpCheck, client_ip: str | None) -> Login:
     user = User.objects.select_for_update().filter(phone=phone).first()
     if user is None:
         user = User.objects.create_user(phone=phone)
@@ -97,7 +122,7 @@ def _login_after_code(*, phone: str, check: OtpCheck) -> Login:
     first_login = user.phone_verified_at is None
     if first_login and not check.signup_confirmed:
         _user_drop_unproven_signup_details(user=user)
-    _user_mark_logged_in(user=user, phone_verified=True)
+    _user_mark_logged_in(user=user, client_ip=client_ip, phone_verified=True)
     return Login(user=user, tokens=token_pair_issue(user=user), created=first_login)
 
 
@@ -175,7 +200,7 @@ def password_login(*, phone: str, password: str, client_ip: str | None) -> Login
         if not user.is_active:
             raise AccountDisabled()
         raise PhoneNotVerified()
-    _user_mark_logged_in(user=user)
+    _user_mark_logged_in(user=user, client_ip=client_ip)
     attempt.succeed()
     return Login(user=user, tokens=token_pair_issue(user=user))
 
@@ -199,33 +224,50 @@ def password_forgot(*, phone: str, client_ip: str | None) -> IssuedCode:
     )
 
 
-def password_reset(*, phone: str, code: str, new_password: str) -> None:
+def password_reset(*, phone: str, code: str, new_password: str, client_ip: str | None) -> None:
     """Set a new password with a reset code, and log the account out everywhere.
 
     The code proves the phone, so an account not yet verified becomes verified (and loses
     the e-mail of its unproven signup, as verify-otp without the signup token does).
     Only then are the password rules checked against the account itself (they compare the
     password with its name and e-mail): a refused password is PasswordRejected, and the
-    code stays usable for a better one.
+    code stays usable for a better one. Wrong codes count as verify-otp's do.
     """
-    with transaction.atomic():
-        phone_lock(phone)
-        check = otp_consume(phone=phone, purpose=Purpose.PASSWORD_RESET, code=code)
-        if check.accepted:
-            user = User.objects.select_for_update().filter(phone=phone, is_active=True).first()
-            if user is None:  # disabled or deleted since the code was sent
-                check = OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
-            else:
-                if errors := password_rule_errors(new_password, user):
-                    # Raised inside the transaction: the code's use is rolled back with it.
-                    raise PasswordRejected(field="new_password", messages=errors)
-                user.set_password(new_password)
-                if user.phone_verified_at is None:
-                    user.phone_verified_at = timezone.now()
-                    user.email = ""  # given by a signup nobody proved, like its password
-                user.save(update_fields=["password", "phone_verified_at", "email"])
-                tokens_revoke_all(user=user)
+    check: OtpCheck | None = None
+    slot = otp_try_begin(client_ip=client_ip)
+    try:
+        with transaction.atomic():
+            phone_lock(phone)
+            check = otp_consume(
+                phone=phone, purpose=Purpose.PASSWORD_RESET, code=code, client_ip=client_ip
+            )
+            if check.accepted:
+                check = _password_reset_after_code(
+                    phone=phone, new_password=new_password, client_ip=client_ip, check=check
+                )
+    finally:
+        _release_unless_wrong(slot, check)
+    assert check is not None
     check.raise_unless_accepted()
+
+
+def _password_reset_after_code(
+    *, phone: str, new_password: str, client_ip: str | None, check: OtpCheck
+) -> OtpCheck:
+    user = User.objects.select_for_update().filter(phone=phone, is_active=True).first()
+    if user is None:  # disabled or deleted since the code was sent
+        return OtpCheck(OtpOutcome.NO_ACTIVE_CODE)
+    if errors := password_rule_errors(new_password, user):
+        # Raised inside the transaction: the code's use is rolled back with it.
+        raise PasswordRejected(field="new_password", messages=errors)
+    user.set_password(new_password)
+    if user.phone_verified_at is None:
+        user.phone_verified_at = timezone.now()
+        user.email = ""  # given by a signup nobody proved, like its password
+    user.save(update_fields=["password", "phone_verified_at", "email"])
+    tokens_revoke_all(user=user)
+    known_network_remember(user=user, client_ip=client_ip)
+    return check
 
 
 def password_change(

@@ -215,6 +215,15 @@ OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
 OTP_MAX_SENDS_PER_PHONE_PER_HOUR = env_int("OTP_MAX_SENDS_PER_PHONE_PER_HOUR", 5)
 OTP_MAX_SENDS_PER_IP_PER_HOUR = env_int("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20)
+# Wrong codes in a row, across codes, that lock code checks for a number, purpose and scope
+# (NIST SP 800-63B: at most 100), and how long after the last wrong one the lock lasts; after
+# it, each wrong code locks again until a right one ends the streak (accounts.otp_scopes).
+OTP_MAX_CONSECUTIVE_FAILURES = env_int("OTP_MAX_CONSECUTIVE_FAILURES", 30)
+OTP_LOCKOUT_SECONDS = env_int("OTP_LOCKOUT_SECONDS", 3600)
+# Wrong codes (verify-otp, reset-password) allowed per client IP each clock hour.
+OTP_MAX_FAILURES_PER_IP_PER_HOUR = env_int("OTP_MAX_FAILURES_PER_IP_PER_HOUR", 30)
+# Codes sent by the whole service in the last hour (the SMS bill); above: 503.
+OTP_MAX_SENDS_PER_HOUR = env_int("OTP_MAX_SENDS_PER_HOUR", 1000)
 # Wrong passwords allowed per phone and per client IP each clock hour (accounts.login_throttle).
 LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR", 10)
 LOGIN_MAX_FAILURES_PER_IP_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_IP_PER_HOUR", 50)

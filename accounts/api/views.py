@@ -60,7 +60,14 @@ _SEND_REFUSED = _error(
     f"`OTP_RESEND_COOLDOWN_SECONDS` ({settings.OTP_RESEND_COOLDOWN_SECONDS}) ago. "
     f"`otp_send_limit`: more than {settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR} codes for this "
     f"number, or {settings.OTP_MAX_SENDS_PER_IP_PER_HOUR} from this client IP, in the last "
-    "hour. Both carry `Retry-After` and `details.retry_after` (seconds)."
+    "hour. `otp_locked`: code checks for this number are locked by too many wrong codes in a "
+    "row. The cooldown, the number's hourly limit and the lock count a network the account "
+    "logged in from apart from every other network. All carry `Retry-After` and "
+    "`details.retry_after` (seconds)."
+)
+_SENDING_PAUSED = _error(
+    f"`otp_sending_paused`: the service sent its {settings.OTP_MAX_SENDS_PER_HOUR} codes of "
+    "the last hour (`OTP_MAX_SENDS_PER_HOUR`), with `Retry-After`."
 )
 _BAD_CODE = _error(
     "`validation_error` (field errors), `malformed_json`, `otp_invalid` (wrong code), or "
@@ -68,7 +75,14 @@ _BAD_CODE = _error(
 )
 _ATTEMPTS_EXCEEDED = _error(
     f"`otp_attempts_exceeded`: wrong try number {settings.OTP_MAX_ATTEMPTS} burns the code; "
-    "every try after it gets this until a new code is sent."
+    "every try after it gets this until a new code is sent. "
+    f"`otp_locked`: {settings.OTP_MAX_CONSECUTIVE_FAILURES} wrong codes in a row for this "
+    "number and purpose (across codes) lock code checks until "
+    f"{settings.OTP_LOCKOUT_SECONDS} s after the last one, and each wrong code after that "
+    "locks again; a network the account logged in from keeps its own count. "
+    f"`otp_network_attempts_exceeded`: {settings.OTP_MAX_FAILURES_PER_IP_PER_HOUR} wrong "
+    "codes from this client network this clock hour, for any numbers. Both carry "
+    "`Retry-After` and `details.retry_after`; the code is not looked at."
 )
 _AUTH_TAG = ["auth"]
 _ACCESS_MINUTES = int(jwt_settings.ACCESS_TOKEN_LIFETIME.total_seconds() // 60)
@@ -96,7 +110,7 @@ class SendOtpView(PublicView):
         description="Sends a 6-digit login code to any valid number. The account is created "
         "when the code is verified (verify-otp).",
         request=s.SendOtpSerializer,
-        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED},
+        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED, 503: _SENDING_PAUSED},
         parameters=[_RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
@@ -126,7 +140,10 @@ class VerifyOtpView(RendersUser, PublicView):
     def post(self, request: Request) -> Response:
         data = _validated(s.VerifyOtpSerializer, request)
         login = services.otp_login_verify(
-            phone=data["phone"], code=data["otp"], signup_token=data.get("signup_token") or None
+            phone=data["phone"],
+            code=data["otp"],
+            client_ip=client_ip(request),
+            signup_token=data.get("signup_token") or None,
         )
         user = self.render_user(login.user)
         return Response({**login.tokens.as_dict(), "user": user, "created": login.created})
@@ -148,6 +165,7 @@ class SignupView(RendersUser, PublicView):
             400: _error("`validation_error` (including the password rules) or `malformed_json`."),
             409: _error("`phone_taken`: this number has a verified account; log in instead."),
             429: _SEND_REFUSED,
+            503: _SENDING_PAUSED,
         },
         parameters=[_RETRY_AFTER],
     )
@@ -251,7 +269,7 @@ class ForgotPasswordView(PublicView):
         "applies the same cooldown and limits; a code is only issued (and only returned) for "
         "an existing account.",
         request=s.ForgotPasswordSerializer,
-        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED},
+        responses={200: s.CodeSentSerializer, 429: _SEND_REFUSED, 503: _SENDING_PAUSED},
         parameters=[_RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
@@ -276,7 +294,10 @@ class ResetPasswordView(PublicView):
     def post(self, request: Request) -> Response:
         data = _validated(s.ResetPasswordSerializer, request)
         services.password_reset(
-            phone=data["phone"], code=data["otp"], new_password=data["new_password"]
+            phone=data["phone"],
+            code=data["otp"],
+            new_password=data["new_password"],
+            client_ip=client_ip(request),
         )
         return Response({"detail": "Your password was reset. Log in with the new password."})
 

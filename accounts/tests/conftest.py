@@ -15,6 +15,10 @@ def _otp_settings(settings):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 60
     settings.OTP_MAX_SENDS_PER_PHONE_PER_HOUR = 5
     settings.OTP_MAX_SENDS_PER_IP_PER_HOUR = 20
+    settings.OTP_MAX_CONSECUTIVE_FAILURES = 30
+    settings.OTP_LOCKOUT_SECONDS = 3600
+    settings.OTP_MAX_FAILURES_PER_IP_PER_HOUR = 30
+    settings.OTP_MAX_SENDS_PER_HOUR = 1000
     settings.TRUSTED_PROXIES = []
 
 

@@ -13,8 +13,18 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.maintenance import login_failures_purge, otp_codes_purge, refresh_tokens_flush
-from accounts.models import LoginFailureCount, OneTimeCode, RefreshTokenFamilyMember
+from accounts.maintenance import (
+    login_failures_purge,
+    otp_codes_purge,
+    otp_failure_streaks_purge,
+    refresh_tokens_flush,
+)
+from accounts.models import (
+    LoginFailureCount,
+    OneTimeCode,
+    OtpFailureStreak,
+    RefreshTokenFamilyMember,
+)
 from accounts.tasks import login_failures_purge as login_failures_purge_task
 from accounts.tasks import otp_codes_purge as otp_codes_purge_task
 from accounts.tasks import refresh_tokens_flush as refresh_tokens_flush_task
@@ -214,6 +224,21 @@ def test_the_login_failures_command_prints_how_many_it_deleted(api_client, clock
     # The number's counter and the client network's.
     assert out.getvalue().strip() == "Deleted 2 login failure counters."
     assert not LoginFailureCount.objects.exists()
+
+
+def test_streaks_of_wrong_codes_are_forgotten_after_thirty_days_without_one(api_client, clock):
+    for n in (1, 2):
+        code = send_code(api_client, _phone(n)).json()["otp"]
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        post(api_client, "/api/auth/verify-otp", {"phone": _phone(n), "otp": wrong})
+        clock.shift(dt.timedelta(days=15))
+    clock.shift(1)  # number 1's wrong code: 30 days and a second ago
+    assert otp_failure_streaks_purge(batch_size=1) == 1
+    assert {str(s.phone) for s in OtpFailureStreak.objects.all()} == {_phone(2)}
+    # The hourly task of the login counters does it too.
+    clock.shift(dt.timedelta(days=15))
+    assert login_failures_purge_task.apply().get() >= 1
+    assert not OtpFailureStreak.objects.exists()
 
 
 # --- Expired refresh tokens ----------------------------------------------------------------
