@@ -89,6 +89,14 @@ class LoginAttemptsExceeded(_RetryLater):
     message = "Too many failed logins for this number or from this network. Try again later."
 
 
+class PasswordChecksTooFrequent(_RetryLater):
+    """Login or change-password, right or wrong, too often for the account or the client
+    network this minute (`accounts.password_rate`)."""
+
+    code = "password_rate_limited"
+    message = "Too many password checks for this account or from this network. Wait a minute."
+
+
 class PasswordRejected(ApiError):
     """The password rules refused a new password once the code proved the account.
 

@@ -26,6 +26,7 @@ from accounts.login_throttle import OtpTry, login_attempt_begin, otp_try_begin
 from accounts.models import User, UserManager
 from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
 from accounts.otp_scopes import known_network_remember
+from accounts.password_rate import password_check_allow
 from accounts.password_rules import password_rule_errors
 from accounts.selectors import user_get_by_phone
 from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
@@ -189,7 +190,10 @@ def password_login(*, phone: str, password: str, client_ip: str | None) -> Login
     account is disabled (AccountDisabled) or its phone not yet verified (PhoneNotVerified).
     Too many failures for the number or from the client's network this hour are
     LoginAttemptsExceeded, before the password is checked (`accounts.login_throttle`).
+    Checks of any outcome too often for the number or the network this minute are
+    PasswordChecksTooFrequent (`accounts.password_rate`).
     """
+    password_check_allow(account=phone, client_ip=client_ip)
     attempt = login_attempt_begin(phone=phone, client_ip=client_ip)
     user = user_get_by_phone(phone=phone)
     if not _password_matches(user=user, password=password):
@@ -279,8 +283,9 @@ def password_change(
     logs in by OTP alone sets its first password without one. A wrong `old_password` counts
     as a wrong login password for the number and the client network, so a stolen access
     token cannot guess it faster than the login could (LoginAttemptsExceeded, before the
-    hash is computed).
+    hash is computed). Like login, it is limited per account and network each minute.
     """
+    password_check_allow(account=str(user.phone), client_ip=client_ip)
     attempt = None
     if user.has_usable_password():
         # Committed before the check: the refusal below rolls back only its own transaction.

@@ -227,6 +227,10 @@ OTP_MAX_SENDS_PER_HOUR = env_int("OTP_MAX_SENDS_PER_HOUR", 1000)
 # Wrong passwords allowed per phone and per client IP each clock hour (accounts.login_throttle).
 LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR", 10)
 LOGIN_MAX_FAILURES_PER_IP_PER_HOUR = env_int("LOGIN_MAX_FAILURES_PER_IP_PER_HOUR", 50)
+# Password checks (login, change-password; right or wrong: each is a full hash) allowed per
+# account and per client IP each clock minute (accounts.password_rate).
+PASSWORD_CHECKS_PER_ACCOUNT_PER_MINUTE = env_int("PASSWORD_CHECKS_PER_ACCOUNT_PER_MINUTE", 5)
+PASSWORD_CHECKS_PER_IP_PER_MINUTE = env_int("PASSWORD_CHECKS_PER_IP_PER_MINUTE", 30)
 # Codes older than this are purged hourly. The send limits read the last hour of codes, so
 # anything under an hour is raised to an hour (see accounts.maintenance).
 OTP_RETENTION_SECONDS = env_int("OTP_RETENTION_SECONDS", 86400)

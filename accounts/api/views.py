@@ -207,7 +207,10 @@ class LoginView(RendersUser, PublicView):
                 "or not), or 50 from this client network, this hour "
                 "(`LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR`, `LOGIN_MAX_FAILURES_PER_IP_PER_HOUR`). "
                 "The password is not checked. `Retry-After` and `details.retry_after` give the "
-                "seconds to the next hour."
+                "seconds to the next hour. `password_rate_limited`: more than 5 password checks "
+                "(right or wrong, logins and password changes) for this number, or 30 from this "
+                "client network, this minute (`PASSWORD_CHECKS_PER_ACCOUNT_PER_MINUTE`, "
+                "`PASSWORD_CHECKS_PER_IP_PER_MINUTE`); `Retry-After` says when the minute ends."
             ),
         },
         parameters=[_RETRY_AFTER],
@@ -319,7 +322,9 @@ class ChangePasswordView(APIView):
             429: _error(
                 "`login_attempts_exceeded`: a wrong `old_password` counts as a wrong login "
                 "password; too many for the number or the client network this hour. "
-                "`Retry-After` says when the hour ends."
+                "`Retry-After` says when the hour ends. `password_rate_limited`: too many "
+                "password checks (logins and changes together) for the account or the client "
+                "network this minute; `Retry-After` says when the minute ends."
             ),
         },
     )

@@ -19,6 +19,8 @@ def _otp_settings(settings):
     settings.OTP_LOCKOUT_SECONDS = 3600
     settings.OTP_MAX_FAILURES_PER_IP_PER_HOUR = 30
     settings.OTP_MAX_SENDS_PER_HOUR = 1000
+    settings.PASSWORD_CHECKS_PER_ACCOUNT_PER_MINUTE = 5
+    settings.PASSWORD_CHECKS_PER_IP_PER_MINUTE = 30
     settings.TRUSTED_PROXIES = []
 
 

@@ -19,6 +19,9 @@ WRONG = "Not-the-password-9"
 def _limits(settings):
     settings.LOGIN_MAX_FAILURES_PER_PHONE_PER_HOUR = 10
     settings.LOGIN_MAX_FAILURES_PER_IP_PER_HOUR = 50
+    # The per-minute limit on password checks (test_password_rate.py) would come first.
+    settings.PASSWORD_CHECKS_PER_ACCOUNT_PER_MINUTE = 1000
+    settings.PASSWORD_CHECKS_PER_IP_PER_MINUTE = 1000
 
 
 def login(client, phone=PHONE, password=DEFAULT_PASSWORD, **meta):
