@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from gemini_clone.error_reporting import error_reporting_start
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -469,3 +471,12 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},  # google-genai's HTTP client: one INFO line per call
     },
 }
+
+# Error reports (gemini_clone.error_reporting): off unless a DSN is set; personal data scrubbed.
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    error_reporting_start(
+        dsn=SENTRY_DSN,
+        environment=env_str("SENTRY_ENVIRONMENT"),
+        traces_sample_rate=float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0")),
+    )
