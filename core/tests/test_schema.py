@@ -83,7 +83,7 @@ def test_every_authenticated_endpoint_documents_the_request_throttle(schema, set
         for method, operation in operations.items():
             throttled = operation["responses"].get("429", {})
             if (method, path) in PUBLIC:
-                assert "rate_limited" not in throttled.get("description", ""), (method, path)
+                assert "`rate_limited`" not in throttled.get("description", ""), (method, path)
                 continue
             assert "`rate_limited`" in throttled["description"], (method, path)
             assert f"{settings.API_RATE_PER_MINUTE} requests" in throttled["description"]
