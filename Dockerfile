@@ -11,7 +11,7 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/app/.venv/bin:$PATH
+    PATH=/app/.venv/bin:$PATH LOG_FORMAT=json
 WORKDIR /app
 COPY requirements.txt .
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 
-from core import checks  # noqa: F401  (registers the system checks; it imports no model)
+# Imported for what they register; neither imports a model.
+from core import checks, task_context  # noqa: F401  (system checks; Celery signals)
 
 
 class CoreConfig(AppConfig):

@@ -16,9 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.functional import LazyObject, empty
 from django.utils.module_loading import import_string
 
 from core.errors import api_error_of, error_body
+from core.request_context import request_facts_var
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +140,43 @@ class SiteOnlyMiddleware:
 
 
 _HOOKS = ("process_view", "process_exception", "process_template_response")
+
+
+class RequestFactsMiddleware:
+    """Tells the request's log line (`core.request_log`) the route that served it and the
+    user it was for. Async-capable, and never a thread hop: it only reads the request."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self._async:
+            return self._acall(request)
+        response = self.get_response(request)
+        _note_request_facts(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response = await self.get_response(request)
+        _note_request_facts(request)
+        return response
+
+
+def _note_request_facts(request: HttpRequest) -> None:
+    facts = request_facts_var.get()
+    if facts is None:
+        return
+    if request.resolver_match is not None:
+        facts.route = request.resolver_match.route
+    # Set by DRF's authentication, or by a view; a session's lazy user is read only if
+    # something evaluated it already (reading it would cost a query).
+    user = request.__dict__.get("user")
+    if isinstance(user, LazyObject) and user._wrapped is empty:
+        return
+    facts.user_id = getattr(user, "pk", None)

@@ -16,6 +16,8 @@ project has (the reply's SSE) are async views that never come here.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import io
 import json
 import logging
@@ -87,7 +89,9 @@ class WSGIBridge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         environ = wsgi_environ(scope, scope.get(BODY_SCOPE_KEY, b""))
         loop = asyncio.get_running_loop()
-        status, headers, body = await loop.run_in_executor(self.executor, self._respond, environ)
+        # In this request's context: its log fields (core.request_context) are set there.
+        respond = functools.partial(contextvars.copy_context().run, self._respond, environ)
+        status, headers, body = await loop.run_in_executor(self.executor, respond)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

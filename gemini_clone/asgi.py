@@ -11,7 +11,8 @@ request context); those requests go to Django's WSGI handler on `WEB_THREADS` th
 instead (`core.wsgi_bridge`, one hand-off each way), which measured several times faster
 on the same machine (see README, "Benchmarks"). In front of both, `core.request_body` reads
 request bodies in full and within the 1 MiB limit, chunked ones included, before either
-handler runs.
+handler runs, and in front of that `core.request_log` gives every response its
+`X-Request-ID` and every request its log line.
 """
 
 import functools
@@ -30,6 +31,7 @@ from django.core.wsgi import get_wsgi_application
 from django.urls import Resolver404, resolve
 
 from core.request_body import RequestBodyReader
+from core.request_log import RequestLog
 from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
@@ -102,4 +104,4 @@ async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
         await django_wsgi(scope, receive, send)
 
 
-application = RequestBodyReader(_dispatch, max_bytes=settings.API_MAX_BODY_BYTES)
+application = RequestLog(RequestBodyReader(_dispatch, max_bytes=settings.API_MAX_BODY_BYTES))

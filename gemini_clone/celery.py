@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
@@ -11,3 +12,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # By name: the step reads the database, which Django sets up when the worker starts.
 app.steps["consumer"].add("gemini_clone.worker_heartbeat:WorkerHeartbeat")
+
+
+@setup_logging.connect
+def _logging_from_django_settings(**_: object) -> None:
+    """Worker and beat log like the web server: Django's LOGGING (core/logging_config.py),
+    applied when Django starts, instead of Celery's own handlers on the root logger."""

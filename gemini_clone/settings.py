@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logging_config import logging_settings
 from gemini_clone.error_reporting import error_reporting_start
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so even Django's own refusals (a bad Host header) leave /api as JSON.
     "core.middleware.ApiExceptionMiddleware",
+    "core.middleware.RequestFactsMiddleware",
     "core.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.static.StaticFilesMiddleware",
@@ -454,23 +456,8 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # Django's own console handler (DEBUG only) would print every line a second time.
-        "django": {"handlers": [], "level": "INFO", "propagate": True},
-        "django.db.backends": {"level": "INFO"},
-        "httpx": {"level": "WARNING"},
-        "stripe": {"level": "WARNING"},  # one INFO line per API call
-        "httpx2": {"level": "WARNING"},  # google-genai's HTTP client: one INFO line per call
-    },
-}
+LOG_FORMAT = env_str("LOG_FORMAT", "console")  # or "json" (core/logging_config.py)
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL)
 
 # Error reports (gemini_clone.error_reporting): off unless a DSN is set; personal data scrubbed.
 SENTRY_DSN = env_str("SENTRY_DSN")

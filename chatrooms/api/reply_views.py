@@ -111,6 +111,7 @@ async def reply_stream(request: HttpRequest, chatroom_id: int, message_id: int) 
         return response
     try:
         user = await _authenticate(request)
+        request.user = user  # for the request's log line
         wait = await sync_to_async(request_wait)(request, user_id=user.pk)
         if wait is not None:
             raise drf.Throttled(wait)

@@ -1,3 +1,4 @@
+import json
 import os
 import secrets
 import subprocess
@@ -63,8 +64,30 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
-def test_a_django_warning_is_logged_once_under_debug():
-    said = "import logging; logging.getLogger('django.request').warning('Not Found: /nowhere')"
+def test_a_django_error_is_logged_once_under_debug_and_its_4xx_warnings_not_at_all():
+    """Each request has its own line (core.request_log), status included: Django's
+    'Not Found: ...' warnings would repeat it; its errors (a 500's traceback) are kept."""
+    said = (
+        "import logging; r = logging.getLogger('django.request');"
+        " r.warning('Not Found: /nowhere'); r.error('Internal Server Error: /broken')"
+    )
     result = _manage("shell", "-c", said, DEBUG="true")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("Not Found: /nowhere") == 1, result.stderr
+    assert result.stderr.count("Internal Server Error: /broken") == 1, result.stderr
+    assert "Not Found: /nowhere" not in result.stderr
+
+
+def test_log_lines_are_json_objects_with_log_format_json():
+    said = "import logging; logging.getLogger('gemini_clone.x').warning('hello %s', 'there')"
+    result = _manage("shell", "-c", said, DEBUG="true", LOG_FORMAT="json")
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["event"] == "hello there"
+    assert (line["level"], line["logger"]) == ("warning", "gemini_clone.x")
+    assert line["timestamp"].endswith("Z")
+
+
+def test_an_unknown_log_format_is_refused():
+    result = _manage("check", DEBUG="true", LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be one of console, json" in result.stderr

@@ -1,0 +1,69 @@
+"""The outermost ASGI layer: every HTTP response gets its `X-Request-ID`, and every request
+one log line (method, path, route, status, duration, user id, request id) when it ends.
+
+It wraps everything, the 413s that `core.request_body` sends before Django runs included;
+a reply stream's line is written when the stream closes, its duration the stream's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+from core.request_context import (
+    REQUEST_ID_HEADER,
+    RequestFacts,
+    request_facts_var,
+    request_id_of,
+    request_id_var,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = structlog.stdlib.get_logger("gemini_clone.request")
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope["headers"])
+        facts = RequestFacts()
+        id_token = request_id_var.set(request_id)
+        facts_token = request_facts_var.set(facts)
+        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logger.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=facts.route,
+                status=status or None,  # None: the client left before any answer
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                user_id=facts.user_id,
+            )
+            request_facts_var.reset(facts_token)
+            request_id_var.reset(id_token)
