@@ -20,6 +20,8 @@ _MESSAGE_FIELDS = (
     "model_name",
     "prompt_tokens",
     "output_tokens",
+    "tokens_estimated",
+    "superseded",
     "attempts",
     "created_at",
     "completed_at",

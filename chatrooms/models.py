@@ -62,6 +62,18 @@ class Message(models.Model):
     )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # db_default too: a web process of the previous release, still running during a deploy,
+    # inserts rows without these columns.
+    tokens_estimated = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The token counts are our estimate, not the model's report.",
+    )
+    superseded = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="A reply regenerated since: still readable, no longer in the model's history.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     # `attempts` never goes back (it is the fencing token); an operator's retry moves this
     # base up to it instead, so the retry limit and the backoff count from the retry.

@@ -36,4 +36,18 @@ def message_payload(message: Message) -> dict[str, Any]:
         "error": error,
         "created_at": iso(message.created_at),
         "completed_at": iso(message.completed_at),
+        "model": message.model_name or None,
+        "usage": token_usage_payload(message),
+        "superseded": message.superseded,
+    }
+
+
+def token_usage_payload(message: Message) -> dict[str, Any] | None:
+    if message.prompt_tokens is None and message.output_tokens is None:
+        return None
+    return {
+        "prompt_tokens": message.prompt_tokens,
+        "output_tokens": message.output_tokens,
+        "total_tokens": (message.prompt_tokens or 0) + (message.output_tokens or 0),
+        "estimated": message.tokens_estimated,
     }

@@ -60,7 +60,8 @@ from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import message_payload
 from core.db import db_connection_release, db_patiently, db_session
 from core.workers import workers_live
-from usage.services import usage_refund
+from usage.selectors import usage_today
+from usage.services import tokens_add_sql, usage_refund
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -467,20 +468,27 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
     return reply, None
 
 
-def _end(claim: Claim, **fields: Any) -> Message | None:
+def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
     """The attempt's final write, fenced (only while this attempt still streams): `fields`,
-    the end time, the lease released. Returns the reply as written, or None when the fence
-    refused it. One statement (UPDATE ... RETURNING), not an update and a read: it is on
-    every reply's path."""
+    the end time, the lease released, and `tokens` added to the user's count of today.
+    Returns the reply as written, or None when the fence refused it (nothing counted then).
+    One statement (UPDATE ... RETURNING), not an update and a read: it is on every reply's
+    path."""
     table = connection.ops.quote_name(Message._meta.db_table)
     columns = [connection.ops.quote_name(name) for name in fields]
     assignments = ", ".join(f"{column} = %s" for column in columns)
-    sql = (
+    update = (
         f"UPDATE {table} SET {assignments}, completed_at = STATEMENT_TIMESTAMP(), "  # noqa: S608
         "lease_expires_at = NULL, updated_at = STATEMENT_TIMESTAMP() "
         "WHERE id = %s AND status = %s AND attempts = %s RETURNING *"
     )
     params = [*fields.values(), claim.reply_id, Status.STREAMING.value, claim.attempt]
+    if tokens:
+        counted = tokens_add_sql(written="written")
+        sql = f"WITH written AS ({update}), counted AS ({counted}) SELECT * FROM written"  # noqa: S608
+        params += [claim.user_id, usage_today(), tokens]
+    else:
+        sql = update
     database = router.db_for_write(Message)  # raw() would route it as a read
     written = list(Message.objects.db_manager(database).raw(sql, params))
     return written[0] if written else None
@@ -493,6 +501,8 @@ def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None
         content=text,
         prompt_tokens=finish.prompt_tokens,
         output_tokens=finish.output_tokens,
+        tokens_estimated=finish.tokens_estimated,
+        tokens=(finish.prompt_tokens or 0) + (finish.output_tokens or 0),
     )
 
 

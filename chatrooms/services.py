@@ -310,6 +310,7 @@ def reply_retry(*, reply_id: int) -> Message:
             usage_day=None,
             prompt_tokens=None,
             output_tokens=None,
+            tokens_estimated=False,
             attempt_base=F("attempts"),
             updated_at=Now(),
         )

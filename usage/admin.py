@@ -10,7 +10,7 @@ from usage.models import DailyUsage
 class DailyUsageAdmin(admin.ModelAdmin):
     """Read-only: counts change through the usage services (the users' page resets today's)."""
 
-    list_display = ("user", "day", "count")
+    list_display = ("user", "day", "count", "tokens")
     list_filter = ("day",)
     search_fields = ("user__phone",)
     raw_id_fields = ("user",)

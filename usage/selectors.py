@@ -25,6 +25,7 @@ class UsageSummary:
     used: int
     remaining: int | None
     resets_at: dt.datetime
+    tokens_today: int = 0  # in and out, of the replies completed today
 
     @property
     def unlimited(self) -> bool:
@@ -37,6 +38,7 @@ class UsageSummary:
             "used": self.used,
             "remaining": self.remaining,
             "resets_at": iso_utc(self.resets_at),
+            "tokens_today": self.tokens_today,
         }
 
 
@@ -68,27 +70,39 @@ def rate_limit_headers(summary: UsageSummary, now: dt.datetime | None = None) ->
 
 
 _USED_SQL = f"""
-    SELECT count FROM {DailyUsage._meta.db_table} WHERE user_id = %(user_id)s AND day = %(day)s
+    SELECT count, tokens FROM {DailyUsage._meta.db_table}
+    WHERE user_id = %(user_id)s AND day = %(day)s
 """  # noqa: S608 (the table name is ours, the values are parameters)
 
 
 def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
-    """Today's count; with `is_pro` unknown, read in the same round trip as the tier."""
+    """Today's count and tokens; with `is_pro` unknown, read in the same round trip as the
+    tier."""
     day = usage_today()
     params: dict[str, Any] = {"user_id": user.pk, "day": day}
     with connection.cursor() as cursor:
         if is_pro is None:
             condition, pro_params = user_is_pro_sql(user_id=user.pk)
-            cursor.execute(f"SELECT {condition}, ({_USED_SQL})", {**params, **pro_params})
-            pro, used = cursor.fetchone()
+            cursor.execute(
+                f"SELECT {condition}, today.count, today.tokens"  # noqa: S608 (ours)
+                f" FROM (SELECT 1) one LEFT JOIN ({_USED_SQL}) today ON true",
+                {**params, **pro_params},
+            )
+            pro, used, tokens = cursor.fetchone()
         else:
             cursor.execute(_USED_SQL, params)
             row = cursor.fetchone()
-            pro, used = is_pro, row[0] if row else 0
+            pro, (used, tokens) = is_pro, row or (0, 0)
     used = used or 0
     limit = None if pro else settings.BASIC_DAILY_LIMIT
     remaining = None if limit is None else max(limit - used, 0)
-    return UsageSummary(limit=limit, used=used, remaining=remaining, resets_at=usage_resets_at(day))
+    return UsageSummary(
+        limit=limit,
+        used=used,
+        remaining=remaining,
+        resets_at=usage_resets_at(day),
+        tokens_today=tokens or 0,
+    )
 
 
 def prompts_on(day: dt.date) -> int:

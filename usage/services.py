@@ -32,7 +32,7 @@ _CONSUME_SQL = f"""
     WHERE {_TABLE}.count < (
         SELECT CASE WHEN pro THEN {_NO_LIMIT} ELSE %(limit)s END FROM tier
     )
-    RETURNING count, (SELECT pro FROM tier)
+    RETURNING count, tokens, (SELECT pro FROM tier)
 """  # noqa: S608 (the table name and condition are ours, the values are parameters)
 
 
@@ -49,18 +49,32 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
         )
         row = cursor.fetchone()
     if row is None:  # only a Basic user can reach the limit
-        used = (
-            DailyUsage.objects.filter(user=user, day=day).values_list("count", flat=True).first()
-            or 0
-        )
+        used, tokens = DailyUsage.objects.filter(user=user, day=day).values_list(
+            "count", "tokens"
+        ).first() or (0, 0)
         raise DailyLimitExceeded(
-            UsageSummary(limit=basic_limit, used=used, remaining=0, resets_at=resets_at)
+            UsageSummary(
+                limit=basic_limit, used=used, remaining=0, resets_at=resets_at, tokens_today=tokens
+            )
         )
-    used, pro = int(row[0]), bool(row[1])
-    if pro:
-        return UsageSummary(limit=None, used=used, remaining=None, resets_at=resets_at)
-    remaining = max(basic_limit - used, 0)
-    return UsageSummary(limit=basic_limit, used=used, remaining=remaining, resets_at=resets_at)
+    used, tokens, pro = int(row[0]), int(row[1]), bool(row[2])
+    limit = None if pro else basic_limit
+    remaining = None if limit is None else max(limit - used, 0)
+    return UsageSummary(
+        limit=limit, used=used, remaining=remaining, resets_at=resets_at, tokens_today=tokens
+    )
+
+
+def tokens_add_sql(*, written: str) -> str:
+    """A statement for a WITH clause: add tokens to a user's count of a day (parameters: the
+    user id, the day, the tokens) once for each row of the CTE `written` (none: nothing).
+    The worker's final write of a reply runs it in the same statement, so the tokens are
+    counted exactly when the reply is (one round trip on every reply's path)."""
+    return f"""
+        INSERT INTO {_TABLE} (user_id, day, count, tokens)
+        SELECT %s, %s, 0, %s FROM {written}
+        ON CONFLICT (user_id, day) DO UPDATE SET tokens = {_TABLE}.tokens + EXCLUDED.tokens
+    """  # noqa: S608 (the names are ours, the values are parameters)
 
 
 def usage_refund(*, user_id: int, day: dt.date) -> bool:

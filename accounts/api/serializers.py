@@ -151,6 +151,9 @@ class UsageSummarySerializer(serializers.Serializer):
     used = serializers.IntegerField(help_text="Prompts sent today.")
     remaining = serializers.IntegerField(allow_null=True, help_text="null for Pro.")
     resets_at = serializers.DateTimeField(help_text="When today's count starts again.")
+    tokens_today = serializers.IntegerField(
+        help_text="Tokens in and out of the replies completed today (see a reply's `usage`)."
+    )
 
 
 class UserSerializer(serializers.Serializer):

@@ -25,6 +25,7 @@ def test_a_user_who_never_subscribed_is_basic_with_no_status(client, user, setti
             "used": 0,
             "remaining": settings.BASIC_DAILY_LIMIT,
             "resets_at": status["usage"]["resets_at"],
+            "tokens_today": 0,
         },
     }
 

@@ -33,6 +33,7 @@ class Finish:
     finish_reason: str  # "STOP", "MAX_TOKENS", "SAFETY", ... as the model reports it
     prompt_tokens: int | None = None
     output_tokens: int | None = None
+    tokens_estimated: bool = False  # counted by us, not reported by the model
 
 
 StreamItem = TextDelta | Finish

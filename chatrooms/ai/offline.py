@@ -72,6 +72,7 @@ class OfflineModel:
             finish_reason="STOP",
             prompt_tokens=estimate_tokens(prompt),
             output_tokens=estimate_tokens(text),
+            tokens_estimated=True,
         )
 
     def count_tokens(self, text: str) -> int:

@@ -83,6 +83,18 @@ class MessageErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class TokenUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(
+        allow_null=True, help_text="The conversation sent to the model."
+    )
+    output_tokens = serializers.IntegerField(allow_null=True, help_text="The reply.")
+    total_tokens = serializers.IntegerField()
+    estimated = serializers.BooleanField(
+        help_text="`true` when the model reported none and these are our estimate (about "
+        "four characters a token; the offline development model)."
+    )
+
+
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     role = serializers.ChoiceField(choices=Message.Role.choices)
@@ -95,6 +107,18 @@ class MessageSerializer(serializers.Serializer):
     )
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
+    model = serializers.CharField(
+        allow_null=True, help_text="The model that wrote a reply; `null` for a user's message."
+    )
+    usage = TokenUsageSerializer(
+        allow_null=True,
+        help_text="What a completed reply cost, as the model reported it; `null` for a user's "
+        "message, a reply not completed, or a model that reported nothing.",
+    )
+    superseded = serializers.BooleanField(
+        help_text="A reply regenerated since (`POST …/regenerate`): still readable, no longer "
+        "part of the conversation the model sees."
+    )
 
 
 class ChatroomDetailSerializer(ChatroomSerializer):
@@ -123,6 +147,9 @@ class UsageSerializer(serializers.Serializer):
     used = serializers.IntegerField()
     remaining = serializers.IntegerField(allow_null=True, help_text="`null` for Pro.")
     resets_at = serializers.DateTimeField()
+    tokens_today = serializers.IntegerField(
+        help_text="Tokens in and out of the replies completed today."
+    )
 
 
 class MessageSendResponseSerializer(serializers.Serializer):

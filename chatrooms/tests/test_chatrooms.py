@@ -24,7 +24,10 @@ from usage.models import DailyUsage
 pytestmark = pytest.mark.django_db
 
 CHATROOM_KEYS = {"id", "name", "system_prompt", "created_at", "updated_at"}
-MESSAGE_KEYS = {"id", "role", "content", "status", "error", "created_at", "completed_at"}
+MESSAGE_KEYS = {
+    "id", "role", "content", "status", "error", "created_at", "completed_at",
+    "model", "usage", "superseded",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -264,6 +267,9 @@ def test_detail_of_a_short_chatroom_has_no_more_messages(client: APIClient, user
             "error": {"code": "blocked", "message": "SAFETY"},
             "created_at": body["messages"][0]["created_at"],
             "completed_at": None,
+            "model": None,
+            "usage": None,
+            "superseded": False,
         }
     ]
 

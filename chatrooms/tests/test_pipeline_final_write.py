@@ -60,8 +60,9 @@ def _waiting_final_write(admin: psycopg.Connection, reply_id: int) -> int | None
     row = admin.execute(
         """SELECT pid FROM pg_stat_activity
            WHERE datname = current_database() AND wait_event_type = 'Lock'
-             AND query LIKE 'UPDATE "chatrooms_message"%%' AND query LIKE %s""",
-        (f"% WHERE id = {reply_id} AND %",),  # the fenced final write (replies._end)
+             AND query LIKE '%%UPDATE "chatrooms_message"%%' AND query LIKE %s""",
+        (f"% WHERE id = {reply_id} AND %",),  # the fenced final write (replies._end), in a WITH
+        # when it counts tokens too
     ).fetchone()
     return int(row[0]) if row else None
 

@@ -28,7 +28,10 @@ from testing.concurrency import at_once
 from usage.models import DailyUsage
 from usage.selectors import usage_today
 
-MESSAGE_KEYS = {"id", "role", "content", "status", "error", "created_at", "completed_at"}
+MESSAGE_KEYS = {
+    "id", "role", "content", "status", "error", "created_at", "completed_at",
+    "model", "usage", "superseded",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -106,6 +109,7 @@ def test_send_stores_the_message_and_a_pending_reply(
         "used": 1,
         "remaining": 19,
         "resets_at": resets_at.isoformat().replace("+00:00", "Z"),
+        "tokens_today": 0,
     }
     assert response["X-RateLimit-Limit"] == "20"
     assert response["X-RateLimit-Remaining"] == "19"
