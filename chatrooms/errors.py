@@ -49,6 +49,12 @@ class ReplyNotCancelable(ApiError):
     message = "Only a model reply can be canceled."
 
 
+class NotLastReply(ApiError):
+    status_code = 409
+    code = "not_last_reply"
+    message = "Only the chatroom's last reply can be regenerated."
+
+
 class ReplyNotRetryable(ApiError):
     status_code = 409
     code = "not_retryable"

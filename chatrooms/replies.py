@@ -234,10 +234,13 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
 
 def reply_history(*, claim: Claim) -> list[Turn]:
     """The conversation before this reply, oldest first: the user's messages and the replies
-    that completed with text (failed, canceled and empty ones are left out). A prompt whose
-    reply was blocked is left out too: sent again, it would get every later reply blocked."""
+    that completed with text (failed, canceled and empty ones are left out, and replies
+    regenerated since). A prompt whose reply was blocked is left out too: sent again, it
+    would get every later reply blocked."""
     rows = (
-        Message.objects.filter(chatroom_id=claim.chatroom_id, pk__lt=claim.reply_id)
+        Message.objects.filter(
+            chatroom_id=claim.chatroom_id, pk__lt=claim.reply_id, superseded=False
+        )
         .order_by("-id")
         .values_list("role", "content", "status")[:HISTORY_MAX_MESSAGES]
     )

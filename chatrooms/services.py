@@ -1,4 +1,5 @@
-"""Writes to chatrooms and messages from the API: create, rename, delete, send, cancel.
+"""Writes to chatrooms and messages from the API: create, rename, delete, send, regenerate,
+cancel.
 
 Cache invalidation, the reply's enqueueing and stream announcements run after commit. The
 worker's side of a reply's life is `chatrooms.replies`."""
@@ -25,6 +26,7 @@ from chatrooms.errors import (
     ChatroomLimitReached,
     ChatroomNotFound,
     MessageNotFound,
+    NotLastReply,
     ReplyInProgress,
     ReplyNotCancelable,
     ReplyNotRetryable,
@@ -200,6 +202,60 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
         usage = usage_consume(user=user, now=now)
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Sent(user_message=user_message, reply=reply, usage=usage)
+
+
+# --- Regenerating the last reply -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Regenerated:
+    reply: Message
+    usage: UsageSummary
+
+
+_SUPERSEDE_SQL = f"""
+    UPDATE {Message._meta.db_table} SET superseded = true, updated_at = now()
+    WHERE id = %s AND chatroom_id = %s AND role = %s
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+
+
+def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regenerated:
+    """A new reply to the prompt of the chatroom's last reply, `message_id`, counted and
+    enqueued like a send's (the same lock, in-flight rule and daily limit). The old reply
+    stays, `superseded`: readable, no longer in the history the model sees.
+
+    NotLastReply unless `message_id` is the chatroom's newest reply. A client retrying a
+    regenerate that went through gets that too (its reply is no longer the last): a retry
+    never counts a second prompt."""
+    now = timezone.now()
+    with transaction.atomic():
+        _chatroom_name_locked(user=user, chatroom_id=chatroom_id)
+        latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom_id)
+        if latest_reply is None or latest_reply[0] != message_id:
+            if not user_messages(user=user, chatroom_id=chatroom_id).filter(pk=message_id).exists():
+                raise MessageNotFound()
+            raise NotLastReply()
+        if (
+            latest_reply[1] in Message.IN_FLIGHT
+            and reply_abandoned_settle(reply_id=message_id) is None
+        ):
+            raise ReplyInProgress(reply_id=message_id)
+        with connection.cursor() as cursor:
+            cursor.execute(_SUPERSEDE_SQL, [message_id, chatroom_id, Message.Role.MODEL.value])
+        (reply,) = insert_new(
+            [
+                Message(
+                    chatroom_id=chatroom_id,
+                    role=Message.Role.MODEL,
+                    status=Message.Status.PENDING,
+                    created_at=now,
+                    usage_day=usage_today(now),
+                )
+            ]
+        )
+        usage = usage_consume(user=user, now=now)  # last, as in a send
+        reply_enqueue_on_commit(reply_id=reply.pk)
+    return Regenerated(reply=reply, usage=usage)
 
 
 # --- Canceling a reply ---------------------------------------------------------------------

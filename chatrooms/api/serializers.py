@@ -152,6 +152,11 @@ class UsageSerializer(serializers.Serializer):
     )
 
 
+class MessageRegenerateResponseSerializer(serializers.Serializer):
+    reply = MessageSerializer(help_text="The new reply, `pending`.")
+    usage = UsageSerializer(help_text="Today's count, including this prompt.")
+
+
 class MessageSendResponseSerializer(serializers.Serializer):
     user_message = MessageSerializer()
     reply = MessageSerializer(help_text="`pending`: poll it or read its stream.")

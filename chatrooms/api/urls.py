@@ -26,6 +26,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="chatroom-message-stream",
     ),
     path(
+        "chatroom/<int:chatroom_id>/message/<int:message_id>/regenerate",
+        views.ReplyRegenerateView.as_view(),
+        name="chatroom-message-regenerate",
+    ),
+    path(
         "chatroom/<int:chatroom_id>/message/<int:message_id>/cancel",
         reply_views.ReplyCancelView.as_view(),
         name="chatroom-message-cancel",

@@ -305,6 +305,47 @@ class MessageSendView(APIView):
         return response
 
 
+class ReplyRegenerateView(APIView):
+    @extend_schema(
+        operation_id="chatroom_message_regenerate",
+        summary="A new reply to the last reply's prompt",
+        description=(
+            "On the chatroom's last reply, whatever its status: a new `pending` reply to the "
+            "same prompt, generated and streamed like a send's reply (follow `Location`). The "
+            "old reply stays readable with `superseded: true` and leaves the conversation the "
+            "model sees. Counted as a prompt, with the send's daily limit and headers. "
+            "Retrying a regenerate that went through is a 409 `not_last_reply`, never a second "
+            "prompt."
+        ),
+        parameters=[*_RATE_LIMIT_HEADERS],
+        request=None,
+        responses={
+            202: s.MessageRegenerateResponseSerializer,
+            409: _error(
+                "The message is not the chatroom's last reply (`not_last_reply`), or that reply "
+                "is still pending or streaming (`reply_in_progress`, `details.reply_id`)."
+            ),
+            429: _error(
+                f"Daily limit of {settings.BASIC_DAILY_LIMIT} prompts (BASIC_DAILY_LIMIT) "
+                "reached (`daily_limit_exceeded`, details "
+                "`{limit, used, resets_at}`, headers Retry-After and X-RateLimit-*)."
+            ),
+        },
+    )
+    def post(self, request: Request, chatroom_id: int, message_id: int) -> HttpResponse:
+        regenerated = services.reply_regenerate(
+            user=_user(request), chatroom_id=chatroom_id, message_id=message_id
+        )
+        body = {"reply": message_payload(regenerated.reply), "usage": regenerated.usage.as_dict()}
+        response = HttpResponse(render_json(body), status=202, content_type="application/json")
+        headers = rate_limit_headers(regenerated.usage)
+        headers.pop("X-RateLimit-Reset-After", None)
+        headers["Location"] = reply_location(regenerated.reply)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+
 def reply_location(reply: Message) -> str:
     return f"/api/chatroom/{reply.chatroom_id}/message/{reply.pk}"
 
