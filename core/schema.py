@@ -87,3 +87,22 @@ class ApiAutoSchema(AutoSchema):
         if "429" in shared:
             responses["429"].setdefault("headers", {})["Retry-After"] = _RATE_LIMITED_RETRY_AFTER
         return responses
+
+
+_REQUEST_ID_HEADER = {
+    "schema": {"type": "string"},
+    "description": (
+        "The request's id: the client's own `X-Request-ID` when it sent 1 to 200 characters of "
+        "`[A-Za-z0-9._-]`, else a new one. Every log line written for the request carries it, "
+        "in the worker too for a send's reply: quote it when reporting a problem."
+    ),
+}
+
+
+def schema_add_request_id_header(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """Every response of every operation carries `X-Request-ID` (core/request_log.py)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID_HEADER
+    return result

@@ -417,6 +417,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {},
     # The SSE stream is a plain async view, outside DRF: this hook documents it.
     "PREPROCESSING_HOOKS": ["chatrooms.api.reply_views.schema_add_reply_stream"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default, kept
+        "core.schema.schema_add_request_id_header",
+    ],
 }
 
 # --- HTTP, security, static -------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 
 from gemini_clone.asgi import application
 
@@ -100,3 +101,15 @@ def test_each_request_writes_one_line_with_its_route_status_and_id(caplog):
     # Refused before Django ran: no route, but a line and an id all the same.
     assert (refused["status"], refused["route"]) == (413, None)
     assert len(refused["request_id"]) == NEW_ID_LENGTH
+
+
+def test_the_schema_documents_the_header_on_every_response():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    responses = [
+        response
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for response in operation["responses"].values()
+    ]
+    assert len(responses) > 50
+    assert all("X-Request-ID" in response["headers"] for response in responses)
