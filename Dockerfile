@@ -11,7 +11,7 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/app/.venv/bin:$PATH LOG_FORMAT=json
+    PATH=/app/.venv/bin:$PATH LOG_FORMAT=json PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 WORKDIR /app
 COPY requirements.txt .
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
@@ -22,7 +22,8 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
 COPY . .
 RUN SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost \
     python manage.py collectstatic --noinput -v0 \
- && useradd --create-home --uid 10001 app
+ && useradd --create-home --uid 10001 app \
+ && install -d -o app -g app /tmp/prometheus
 USER app
 
 EXPOSE 8000

@@ -41,6 +41,7 @@ from accounts.errors import (
     OtpSendLimit,
 )
 from accounts.locks import all_sends_lock, ip_lock, phone_lock
+from accounts.metrics import otp_sends
 from accounts.models import OneTimeCode
 from accounts.otp_delivery import otp_deliver
 from accounts.otp_scopes import otp_failure_record, otp_locked_for, otp_scope, otp_streak_end
@@ -183,6 +184,7 @@ def otp_issue(
         )
         if code is not None:
             _deliver_after_commit(phone=phone, code=code, purpose=purpose)
+        transaction.on_commit(otp_sends.labels(purpose).inc)
     return IssuedCode(code=code, expires_in=ttl, signup_token=signup_token)
 
 

@@ -203,6 +203,7 @@ _HANDLERS: dict[str, Handler] = {
     "invoice.paid": _on_invoice(paid=True),
     "invoice.payment_failed": _on_invoice(paid=False),
 }
+HANDLED_EVENT_TYPES = frozenset(_HANDLERS)
 
 
 def stripe_events_prune(*, older_than: dt.timedelta) -> int:

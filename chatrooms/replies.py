@@ -51,7 +51,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chatrooms import streaming
+from chatrooms import metrics, streaming
 from chatrooms.ai.base import AiBlocked, AiError, AiModel, Finish, StreamItem, TextDelta, Turn
 from chatrooms.ai.context import context_fit
 from chatrooms.ai.registry import get_model
@@ -319,6 +319,8 @@ def _stream(
     *, model: AiModel, claim: Claim, turns: list[Turn], generation: Generation[Claim]
 ) -> Outcome:
     publish = _DeltaPublisher(claim)
+    asked_at = time.perf_counter()
+    first_text = True
     try:
         with _closing(model.stream(system_prompt=claim.system_prompt, turns=turns)) as items:
             for item in items:
@@ -329,6 +331,9 @@ def _stream(
                     return Outcome(Ending.COMPLETED, text, finish=item)
                 if not isinstance(item, TextDelta):
                     continue
+                if first_text:
+                    first_text = False
+                    metrics.model_first_token.observe(time.perf_counter() - asked_at)
                 chunk = _storable(item.text)
                 if chunk and not generation.extend(chunk, publish=publish):
                     return Outcome(Ending.STOPPED, generation.text)
@@ -354,6 +359,8 @@ def _stream(
         # A bug, not an outage: fail now rather than retry it.
         logger.exception("Reply %s attempt %s crashed", claim.reply_id, claim.attempt)
         return Outcome(Ending.FAILED, generation.text, error_code="ai_error")
+    finally:
+        metrics.model_latency.observe(time.perf_counter() - asked_at)
 
 
 class _DeltaPublisher:
@@ -494,11 +501,14 @@ def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
         sql = update
     database = router.db_for_write(Message)  # raw() would route it as a read
     written = list(Message.objects.db_manager(database).raw(sql, params))
-    return written[0] if written else None
+    if not written:
+        return None
+    metrics.replies_finished.labels(fields["status"]).inc()
+    return written[0]
 
 
 def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None:
-    return _end(
+    written = _end(
         claim,
         status=Status.COMPLETED.value,
         content=text,
@@ -507,6 +517,10 @@ def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None
         tokens_estimated=finish.tokens_estimated,
         tokens=(finish.prompt_tokens or 0) + (finish.output_tokens or 0),
     )
+    if written is not None:
+        metrics.model_tokens.labels("in").inc(finish.prompt_tokens or 0)
+        metrics.model_tokens.labels("out").inc(finish.output_tokens or 0)
+    return written
 
 
 def reply_fail(*, claim: Claim, text: str, code: str) -> Message | None:
@@ -660,6 +674,7 @@ def reply_abandoned_settle(*, reply_id: int) -> Message | None:
         if reply.usage_day is not None:
             usage_refund(user_id=reply.chatroom.user_id, day=reply.usage_day)
         transaction.on_commit(partial(reply_done_announce, reply=reply))
+    metrics.replies_finished.labels(Status.FAILED.value).inc()
     logger.warning("Reply %s: no worker left to finish it; failed", reply_id)
     return reply
 

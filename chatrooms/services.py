@@ -20,7 +20,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
-from chatrooms import streaming
+from chatrooms import metrics, streaming
 from chatrooms.cache import list_cache_invalidate_on_commit
 from chatrooms.errors import (
     ChatroomLimitReached,
@@ -294,6 +294,7 @@ def reply_cancel(*, user: User, chatroom_id: int, message_id: int) -> Message:
         reply.refresh_from_db()
         if not owned_by_worker:
             transaction.on_commit(partial(reply_done_announce, reply=reply))
+        transaction.on_commit(metrics.replies_finished.labels(Message.Status.CANCELED.value).inc)
     if owned_by_worker:
         return _canceled_text_store(reply=reply)
     return reply

@@ -20,7 +20,7 @@ from django.utils.functional import LazyObject, empty
 from django.utils.module_loading import import_string
 
 from core.errors import api_error_of, error_body
-from core.request_context import request_facts_var
+from core.request_context import UNMATCHED_URL_NAME, request_facts_var
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,9 @@ def _note_request_facts(request: HttpRequest) -> None:
     facts = request_facts_var.get()
     if facts is None:
         return
-    if request.resolver_match is not None:
-        facts.route = request.resolver_match.route
+    match = request.resolver_match
+    if match is not None and match.url_name != UNMATCHED_URL_NAME:
+        facts.route = match.route
     # Set by DRF's authentication, or by a view; a session's lazy user is read only if
     # something evaluated it already (reading it would cost a query).
     user = request.__dict__.get("user")

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 REQUEST_ID_HEADER = b"x-request-id"
 _USABLE_CLIENT_ID = re.compile(rb"[A-Za-z0-9._-]{1,200}")
 
+# The URL name of the catch-all that answers unknown /api paths: no route, for the logs.
+UNMATCHED_URL_NAME = "api-unmatched"
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 

@@ -1,5 +1,6 @@
 """The outermost ASGI layer: every HTTP response gets its `X-Request-ID`, and every request
-one log line (method, path, route, status, duration, user id, request id) when it ends.
+one log line (method, path, route, status, duration, user id, request id) and its HTTP
+metrics (core.metrics) when it ends.
 
 It wraps everything, the 413s that `core.request_body` sends before Django runs included;
 a reply stream's line is written when the stream closes, its duration the stream's.
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from core.metrics import http_request_observe
 from core.request_context import (
     REQUEST_ID_HEADER,
     RequestFacts,
@@ -56,14 +58,19 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             logger.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 route=facts.route,
                 status=status or None,  # None: the client left before any answer
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                duration_ms=round(seconds * 1000, 1),
                 user_id=facts.user_id,
             )
+            if status:
+                http_request_observe(
+                    method=scope["method"], route=facts.route, status=status, seconds=seconds
+                )
             request_facts_var.reset(facts_token)
             request_id_var.reset(id_token)

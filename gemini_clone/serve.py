@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 
+from core.metrics import process_dead
+
 APPLICATION = "gemini_clone.asgi:application"
 STOP_GRACE_SECONDS = 30.0
 BACKLOG = 2048
@@ -155,6 +157,7 @@ class Server:
                 logger.warning(
                     "web worker %d exited with code %s; starting it again", worker.index, code
                 )
+                _forget_metrics_of(worker.process)
                 self._start(worker)
         return 0
 
@@ -169,8 +172,15 @@ class Server:
             if process.is_alive():
                 process.kill()
                 process.join()
+            _forget_metrics_of(process)
         for worker in self.workers:
             worker.listener.close()
+
+
+def _forget_metrics_of(process: SpawnProcess) -> None:
+    """Its live gauges (open streams) no longer count; its counters still do."""
+    if process.pid is not None:
+        process_dead(process.pid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -452,7 +452,8 @@ if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^readyz/worker$"]
+    # Probes and the scraper call from inside the network, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^readyz/worker$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -462,6 +463,9 @@ if not DEBUG:
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "console")  # or "json" (core/logging_config.py)
 LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# /metrics (core/metrics.py) answers only with this bearer token; unset, it is a 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 # Error reports (gemini_clone.error_reporting): off unless a DSN is set; personal data scrubbed.
 SENTRY_DSN = env_str("SENTRY_DSN")

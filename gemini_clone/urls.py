@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.urls import account_urlpatterns
 from core.health import healthz, readyz, readyz_worker
+from core.metrics import metrics_view
+from core.request_context import UNMATCHED_URL_NAME
 from core.views import api_not_found
 from gemini_clone.user_payload import user_payload
 
@@ -26,6 +28,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("readyz/worker", readyz_worker, name="readyz-worker"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    re_path(r"^api(?:/(?P<unmatched>.*))?$", api_not_found),
+    re_path(r"^api(?:/(?P<unmatched>.*))?$", api_not_found, name=UNMATCHED_URL_NAME),
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,9 +173,23 @@ def _data_dir() -> Path:
     return Path(os.environ.get("STACK_DATA_DIR", ROOT / ".data"))
 
 
+def _metrics_dir(data_dir: Path, *, fresh: bool) -> None:
+    """Where web, worker and beat write their Prometheus metrics (core/metrics.py), unless
+    PROMETHEUS_MULTIPROC_DIR is set; emptied when the stack starts, as the counters of a
+    previous run's processes must not add up with this one's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    path = data_dir / "prometheus"
+    if fresh:
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def run() -> int:
     os.environ.setdefault("DEBUG", "true")
     data_dir = _data_dir()
+    _metrics_dir(data_dir, fresh=True)
     redis = ensure_services(data_dir, database="gemini_clone")
     port = os.environ.setdefault("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
@@ -289,6 +304,7 @@ def manage(manage_args: list[str]) -> int:
     """`manage.py` with the settings and servers of `run`: the embedded ones it started (or
     starts them, sharing their data), whose Redis port changes on every start."""
     os.environ.setdefault("DEBUG", "true")
+    _metrics_dir(_data_dir(), fresh=False)
     redis = ensure_services(_data_dir(), database="gemini_clone")
     try:
         return subprocess.call([PYTHON, "manage.py", *manage_args], cwd=ROOT)

@@ -12,6 +12,7 @@ from django.db.models import F
 from accounts.models import User
 from billing.selectors import user_is_pro_sql
 from usage.errors import DailyLimitExceeded
+from usage.metrics import daily_limit_refusals
 from usage.models import DailyUsage
 from usage.selectors import UsageSummary, usage_resets_at, usage_today
 
@@ -49,6 +50,7 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
         )
         row = cursor.fetchone()
     if row is None:  # only a Basic user can reach the limit
+        daily_limit_refusals.inc()
         used, tokens = DailyUsage.objects.filter(user=user, day=day).values_list(
             "count", "tokens"
         ).first() or (0, 0)

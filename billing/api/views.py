@@ -14,6 +14,8 @@ from rest_framework.views import APIView
 from accounts.models import User
 from billing import events, services, stripe_client
 from billing.api import serializers as s
+from billing.errors import InvalidSignature, WebhookProcessingFailed
+from billing.metrics import webhook_event_observe
 from core.schema import ErrorResponseSerializer
 
 _TAGS = ["subscription"]
@@ -119,8 +121,18 @@ class StripeWebhookView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        event = stripe_client.webhook_event_verified(
-            payload=request.body, signature_header=request.headers.get("Stripe-Signature")
-        )
-        events.stripe_event_receive(event=event)
+        try:
+            event = stripe_client.webhook_event_verified(
+                payload=request.body, signature_header=request.headers.get("Stripe-Signature")
+            )
+        except InvalidSignature:
+            webhook_event_observe(event_type=None, outcome="invalid_signature")
+            raise
+        event_type = str(event.get("type") or "")
+        try:
+            events.stripe_event_receive(event=event)
+        except WebhookProcessingFailed:
+            webhook_event_observe(event_type=event_type, outcome="failed")
+            raise
+        webhook_event_observe(event_type=event_type, outcome="processed")
         return Response({"received": True})

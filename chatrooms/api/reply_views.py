@@ -26,6 +26,7 @@ from accounts.models import User
 from chatrooms import services
 from chatrooms.api import serializers as s
 from chatrooms.following import reply_events
+from chatrooms.metrics import open_streams
 from chatrooms.payloads import message_payload
 from chatrooms.selectors import message_aget
 from chatrooms.stream_slots import StreamSlot
@@ -136,9 +137,13 @@ async def _sse_body(events: AsyncIterator[SseEvent], *, slot: StreamSlot) -> Asy
     """The stream's bytes; its slot is renewed while it lasts and given back when it ends,
     also when Django cancels it because the client went away."""
     async with slot:
-        async for event in events:
-            await slot.renew_if_due()
-            yield sse_encode(event)
+        open_streams.inc()
+        try:
+            async for event in events:
+                await slot.renew_if_due()
+                yield sse_encode(event)
+        finally:
+            open_streams.dec()
 
 
 def sse_encode(event: SseEvent) -> bytes:
