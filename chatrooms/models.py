@@ -84,6 +84,8 @@ class Message(models.Model):
         null=True, blank=True, help_text="While in the future, one worker owns the generation."
     )
     model_name = models.CharField(max_length=100, blank=True, default="")
+    # The table also has `search_vector`, a generated column with its GIN index (migration
+    # 0006, chatrooms/search.py), left out of the model: no query but search reads it.
 
     class Meta:
         indexes = [

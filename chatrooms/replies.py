@@ -478,6 +478,12 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
     return reply, None
 
 
+# The model's columns: not the table's search_vector (migration 0006), which only search reads.
+_MESSAGE_COLUMNS = ", ".join(
+    connection.ops.quote_name(str(field.column)) for field in Message._meta.concrete_fields
+)
+
+
 def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
     """The attempt's final write, fenced (only while this attempt still streams): `fields`,
     the end time, the lease released, and `tokens` added to the user's count of today.
@@ -490,7 +496,7 @@ def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
     update = (
         f"UPDATE {table} SET {assignments}, completed_at = STATEMENT_TIMESTAMP(), "  # noqa: S608
         "lease_expires_at = NULL, updated_at = STATEMENT_TIMESTAMP() "
-        "WHERE id = %s AND status = %s AND attempts = %s RETURNING *"
+        f"WHERE id = %s AND status = %s AND attempts = %s RETURNING {_MESSAGE_COLUMNS}"
     )
     params = [*fields.values(), claim.reply_id, Status.STREAMING.value, claim.attempt]
     if tokens:

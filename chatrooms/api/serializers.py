@@ -130,6 +130,24 @@ class ChatroomDetailSerializer(ChatroomSerializer):
     )
 
 
+class SearchResultSerializer(serializers.Serializer):
+    chatroom_id = serializers.IntegerField()
+    chatroom_name = serializers.CharField(allow_null=True)
+    message = MessageSerializer(
+        allow_null=True, help_text="The matched message; `null` when the chatroom's name matched."
+    )
+    snippet = serializers.CharField(
+        help_text="The matched text around the words found: HTML-escaped, matches in "
+        "`<mark>…</mark>`."
+    )
+    rank = serializers.FloatField(help_text="PostgreSQL's ts_rank: higher is a better match.")
+
+
+class SearchPageSerializer(serializers.Serializer):
+    results = SearchResultSerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or `null`.")
+
+
 class ChatroomPageSerializer(serializers.Serializer):
     results = ChatroomSerializer(many=True)
     next = serializers.URLField(allow_null=True, help_text="The next (older) page, or `null`.")
