@@ -1,4 +1,4 @@
-"""Writes of accounts: OTP login, signup, password login, passwords, profile.
+"""Writes of accounts: OTP login, signup, password login, passwords, profile, deletion.
 
 Every change made for one phone number runs under that number's advisory lock
 (`accounts.locks.phone_lock`), so concurrent signups, sends and verifications of the same
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.errors import (
     AccountDisabled,
@@ -23,10 +24,16 @@ from accounts.errors import (
 )
 from accounts.locks import phone_lock
 from accounts.login_throttle import OtpTry, login_attempt_begin, otp_try_begin
-from accounts.models import User, UserManager
+from accounts.models import (
+    LoginFailureCount,
+    OneTimeCode,
+    OtpFailureStreak,
+    User,
+    UserManager,
+)
 from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
 from accounts.otp_scopes import known_network_remember
-from accounts.password_rate import password_check_allow
+from accounts.password_rate import password_check_allow, password_checks_forget
 from accounts.password_rules import password_rule_errors
 from accounts.selectors import user_get_by_phone
 from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
@@ -315,3 +322,50 @@ def user_profile_update(*, user: User, name: str | None = None, email: str | Non
     if fields:
         user.save(update_fields=fields)
     return user
+
+
+# --- Deleting the account ------------------------------------------------------------------
+
+
+def account_deletion_verify(
+    *, user: User, password: str | None, otp: str | None, client_ip: str | None
+) -> None:
+    """Prove, for a deletion, that the caller is the account's owner and not merely holds an
+    access token: with the password when the account has one (limited and counted like a
+    login: PasswordIncorrect, LoginAttemptsExceeded, PasswordChecksTooFrequent), else with a
+    login code sent to the phone (the errors of verify-otp). The caller checked that the
+    needed one was given."""
+    if user.has_usable_password():
+        password_check_allow(account=str(user.phone), client_ip=client_ip)
+        attempt = login_attempt_begin(phone=str(user.phone), client_ip=client_ip)
+        if not user.check_password(password or ""):
+            raise PasswordIncorrect()  # the attempt keeps its slots: a failure
+        attempt.release()
+        return
+    check: OtpCheck | None = None
+    slot = otp_try_begin(client_ip=client_ip)
+    try:
+        with transaction.atomic():
+            phone_lock(str(user.phone))
+            check = otp_consume(
+                phone=str(user.phone), purpose=Purpose.LOGIN, code=otp or "", client_ip=client_ip
+            )
+    finally:
+        _release_unless_wrong(slot, check)
+    assert check is not None
+    check.raise_unless_accepted()
+
+
+def account_delete(*, user: User) -> None:
+    """Delete the account and what only it used: refresh tokens, codes and counters kept for
+    its number, known networks; in the caller's transaction. Its access tokens stop working
+    at once (`User.delete` revokes the cached row first, or raises RevocationUnavailable
+    before anything is deleted). Rows of the apps above (chatrooms, usage, billing) go with
+    the user by their foreign keys, or by their own services first."""
+    phone = str(user.phone)
+    OutstandingToken.objects.filter(user=user).delete()  # their blacklist and family rows too
+    OneTimeCode.objects.filter(phone=phone).delete()
+    OtpFailureStreak.objects.filter(phone=phone).delete()
+    LoginFailureCount.objects.filter(key=f"phone:{phone}").delete()
+    user.delete()
+    transaction.on_commit(lambda: password_checks_forget(account=phone))

@@ -211,3 +211,35 @@ def pro_grant_revoke(*, user: User) -> BillingAccount:
         account.save(update_fields=["pro_granted_until", "updated_at"])
         logger.info("Pro grant of user %s revoked", user.pk)
     return account
+
+
+# --- Account deletion ----------------------------------------------------------------------
+
+_ENDED_AT_STRIPE = frozenset(Subscription.FINAL_STATUSES)
+
+
+def billing_subscriptions_cancel(*, user: User) -> int:
+    """Cancel now every subscription Stripe has for the user's customer (Stripe's list, not
+    our mirror, which a lost webhook could leave behind); returns how many. The customer
+    stays at Stripe with its invoices, as accounting needs. PaymentProviderError (nothing
+    more canceled) when Stripe does not answer; BillingUnavailable when Stripe is not
+    configured but the user has a customer there."""
+    customer_id = (
+        BillingAccount.objects.filter(user=user)
+        .values_list("stripe_customer_id", flat=True)
+        .first()
+    )
+    if not customer_id:
+        return 0
+    if not stripe_client.stripe_is_configured():
+        raise BillingUnavailable()
+    try:
+        subscriptions = stripe_client.subscriptions_of_customer(customer_id=customer_id)
+    except StripeObjectMissing:
+        return 0  # the customer was deleted at Stripe, and its subscriptions with it
+    live = [s["id"] for s in subscriptions if s.get("status") not in _ENDED_AT_STRIPE]
+    for subscription_id in live:
+        stripe_client.subscription_cancel(subscription_id=subscription_id)
+    if live:
+        logger.info("Canceled %s Stripe subscription(s) of user %s", len(live), user.pk)
+    return len(live)

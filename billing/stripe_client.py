@@ -161,6 +161,15 @@ def subscriptions_of_customer(*, customer_id: str) -> list[dict[str, Any]]:
         return [_plain(subscription) for subscription in page.auto_paging_iter()]
 
 
+def subscription_cancel(*, subscription_id: str) -> None:
+    """Cancel now (not at the period's end); one Stripe no longer has counts as canceled."""
+    try:
+        with _stripe_errors("subscription cancel"):
+            _client().v1.subscriptions.cancel(subscription_id)
+    except StripeObjectMissing:
+        return
+
+
 def price_find(*, lookup_key: str) -> dict[str, Any] | None:
     """The active price with this lookup key, its product expanded; None when there is none."""
     with _stripe_errors("price lookup"):

@@ -158,6 +158,14 @@ def _retry_pending_invalidations() -> bool:
     return True
 
 
+def list_cache_delete(*, user_id: int) -> None:
+    """Delete a deleted user's cached pages and epoch; best effort (the pages expire)."""
+    try:
+        _redis().delete(*_keys(user_id))
+    except RedisError as exc:
+        logger.warning("Chatroom list cache of user %s not deleted: %r", user_id, exc)
+
+
 def list_cache_invalidate_on_commit(*, user_id: int) -> None:
     """Invalidate once the current transaction commits (at once outside a transaction)."""
     transaction.on_commit(partial(list_cache_invalidate, user_id=user_id))

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import User
 from chatrooms import metrics, streaming
-from chatrooms.cache import list_cache_invalidate_on_commit
+from chatrooms.cache import list_cache_delete, list_cache_invalidate_on_commit
 from chatrooms.errors import (
     ChatroomLimitReached,
     ChatroomNotFound,
@@ -31,7 +31,7 @@ from chatrooms.errors import (
     ReplyNotCancelable,
     ReplyNotRetryable,
 )
-from chatrooms.models import Chatroom, Message
+from chatrooms.models import Chatroom, IdempotencyRecord, Message
 from chatrooms.replies import (
     lease_live,
     reply_abandoned_settle,
@@ -43,6 +43,7 @@ from chatrooms.selectors import (
     chatroom_latest_reply_status,
     user_messages,
 )
+from chatrooms.stream_slots import slots_key
 from chatrooms.tasks import reply_enqueue_on_commit
 from chatrooms.titles import title_from_message
 from core.sql import insert_new
@@ -256,6 +257,57 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
         usage = usage_consume(user=user, now=now)  # last, as in a send
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Regenerated(reply=reply, usage=usage)
+
+
+# --- Deleting a user's chatrooms (account deletion) ----------------------------------------
+
+_LOCK_USER_CHATROOMS_SQL = f"""
+    SELECT id FROM {Chatroom._meta.db_table} WHERE user_id = %s ORDER BY id FOR UPDATE
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+_DELETE_USER_MESSAGES_SQL = f"""
+    DELETE FROM {Message._meta.db_table}
+    WHERE chatroom_id IN (SELECT id FROM {Chatroom._meta.db_table} WHERE user_id = %s)
+    RETURNING id, role
+"""  # noqa: S608
+_DELETE_USER_CHATROOMS_SQL = f"""
+    DELETE FROM {Chatroom._meta.db_table} WHERE user_id = %s
+"""  # noqa: S608
+
+
+def chatrooms_of_user_delete(*, user_id: int) -> None:
+    """Delete every chatroom of the user with its messages and the user's idempotency
+    records, in the caller's transaction; once it commits, their Redis data too (the cached
+    list, reply streams, open-stream slots).
+
+    ReplyInProgress while one of the user's replies is being generated (a reply no worker is
+    left to finish does not block): its worker would go on writing to the stream. The
+    chatrooms are locked first, as a send locks its chatroom, so no message slips in."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_USER_CHATROOMS_SQL, [user_id])
+        in_flight = list(
+            Message.objects.filter(
+                chatroom__user_id=user_id, role=Message.Role.MODEL, status__in=Message.IN_FLIGHT
+            ).values_list("pk", flat=True)
+        )
+        for reply_id in in_flight:
+            if reply_abandoned_settle(reply_id=reply_id) is None:
+                raise ReplyInProgress(reply_id=reply_id)
+        # Plain SQL: the ORM would load every message to cascade one by one.
+        cursor.execute(_DELETE_USER_MESSAGES_SQL, [user_id])
+        reply_ids = [pk for pk, role in cursor.fetchall() if role == Message.Role.MODEL]
+        cursor.execute(_DELETE_USER_CHATROOMS_SQL, [user_id])
+    IdempotencyRecord.objects.filter(user_id=user_id).delete()
+    transaction.on_commit(partial(_user_redis_forget, user_id=user_id, reply_ids=reply_ids))
+
+
+def _user_redis_forget(*, user_id: int, reply_ids: list[int]) -> None:
+    list_cache_delete(user_id=user_id)
+    try:
+        streaming.streams_forget(reply_ids=reply_ids)
+        streaming.redis_client().delete(slots_key(user_id))
+    except RedisError:
+        # Streams expire after REPLY_STREAM_TTL_SECONDS, slots with their leases.
+        logger.warning("Could not delete the streams of user %s", user_id, exc_info=True)
 
 
 # --- Canceling a reply ---------------------------------------------------------------------

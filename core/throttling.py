@@ -123,6 +123,18 @@ def request_wait(request: HttpRequest, *, user_id: int) -> float | None:
     return cast(float | None, counted)
 
 
+def request_counts_forget(*, user_id: int) -> None:
+    """Drop a deleted user's request counts (this window and the last); best effort: they
+    end with their window anyway."""
+    window = int(time.time() // WINDOW_SECONDS)
+    try:
+        get_redis_connection("default").delete(
+            *(_key(user_id=user_id, window=w) for w in (window - 1, window))
+        )
+    except RedisError as exc:
+        logger.warning("Request counts not deleted, Redis unavailable: %r", exc)
+
+
 class UserRequestThrottle(BaseThrottle):
     """The throttle of every DRF view (DEFAULT_THROTTLE_CLASSES); DRF makes one per request."""
 

@@ -7,12 +7,20 @@ from core.health import healthz, readyz, readyz_worker
 from core.metrics import metrics_view
 from core.request_context import UNMATCHED_URL_NAME
 from core.views import api_not_found
+from gemini_clone.account_deletion import account_delete_everything
+from gemini_clone.account_export import AccountExportView
 from gemini_clone.user_payload import user_payload
 
 # Django tries the patterns in order and records each miss: the busiest paths come first.
 api_patterns: list[URLPattern | URLResolver] = [
     path("", include("chatrooms.api.urls")),
-    path("", include(account_urlpatterns(render_user=user_payload))),
+    path("user/me/export", AccountExportView.as_view(), name="user-me-export"),
+    path(
+        "",
+        include(
+            account_urlpatterns(render_user=user_payload, delete_account=account_delete_everything)
+        ),
+    ),
     path("", include("billing.api.urls")),
     path("", include("usage.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

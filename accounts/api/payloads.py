@@ -16,6 +16,11 @@ from core.timestamps import iso_utc
 # object (`gemini_clone.user_payload`) and hands it to these views through their URLs.
 UserRenderer = Callable[[User], dict[str, Any]]
 
+# Deletes an account and everything held about it (the project's: `gemini_clone.
+# account_deletion`, which reaches the apps above this one), once the caller proved it owns
+# the account with its password or a login code.
+AccountDeleter = Callable[..., None]
+
 
 def account_payload(user: User) -> dict[str, Any]:
     """The account's own fields of the `user` object. An unset name or email is null."""

@@ -136,6 +136,28 @@ class ChangePasswordSerializer(serializers.Serializer):
         return attrs
 
 
+class AccountDeleteSerializer(serializers.Serializer):
+    """Needs `context["user"]`: the account's password if it has one, else a login code."""
+
+    password = _password_field(
+        required=False, help_text="Required when the account has a password (`has_password`)."
+    )
+    otp = StrictCharField(
+        required=False,
+        validators=[_code_format],
+        help_text="Required when it has none: a login code, sent with `POST /api/auth/send-otp`.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        user: User = self.context["user"]
+        needed = "password" if user.has_usable_password() else "otp"
+        if needed not in attrs:
+            raise serializers.ValidationError(
+                {needed: [self.fields[needed].error_messages["required"]]}
+            )
+        return attrs
+
+
 class UserUpdateSerializer(serializers.Serializer):
     """PATCH /user/me. Other keys (the phone included) are ignored."""
 

@@ -16,7 +16,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import services
 from accounts.api import serializers as s
-from accounts.api.payloads import UserRenderer, account_payload, code_sent_payload
+from accounts.api.payloads import AccountDeleter, UserRenderer, account_payload, code_sent_payload
 from accounts.client_ip import client_ip
 from accounts.models import User
 from accounts.tokens import token_logout, token_refresh_rotate
@@ -341,9 +341,54 @@ class ChangePasswordView(APIView):
 
 
 class MeView(RendersUser, APIView):
+    delete_account: AccountDeleter | None = None  # given by the URLs
+
     @extend_schema(tags=["user"], summary="The current user", responses={200: s.UserSerializer})
     def get(self, request: Request) -> Response:
         return Response(self.render_user(_current_user(request)))
+
+    @extend_schema(
+        tags=["user"],
+        summary="Delete my account and everything held about me",
+        description=(
+            "Needs the account's `password`, or, for an account without one, a login `otp` "
+            "(send-otp first): an access token alone is not enough. Cancels the Stripe "
+            "subscription at once, then deletes the chatrooms, messages, usage, tokens, codes "
+            "and the account, with their cached data. Every token of the account is refused "
+            "from then on; the number can sign up again."
+        ),
+        request=s.AccountDeleteSerializer,
+        responses={
+            204: None,
+            400: _error(
+                "`validation_error` (the `password` or `otp` the account needs is missing), "
+                "`password_incorrect`, or a code error of verify-otp (`otp_invalid`, ...)."
+            ),
+            409: _error(
+                "`reply_in_progress`: a reply is being generated; cancel it or wait (nothing "
+                "was deleted)."
+            ),
+            429: _error(
+                "`login_attempts_exceeded` / `password_rate_limited`: a wrong password counts "
+                "as a wrong login password; or the code limits of verify-otp."
+            ),
+            502: _error(
+                "`payment_provider_error`: Stripe did not answer, so the subscription could "
+                "not be canceled; nothing was deleted."
+            ),
+        },
+    )
+    def delete(self, request: Request) -> Response:
+        user = _current_user(request)
+        data = _validated(s.AccountDeleteSerializer, request, user=user)
+        assert self.delete_account is not None, "account_urlpatterns gives it"
+        self.delete_account(
+            user=user,
+            password=data.get("password"),
+            otp=data.get("otp"),
+            client_ip=client_ip(request),
+        )
+        return Response(status=204)
 
     @extend_schema(
         tags=["user"],

@@ -1,11 +1,16 @@
 from django.urls import URLPattern, URLResolver, path
 
-from chatrooms.api import reply_views, search_views, views
+from chatrooms.api import export_views, reply_views, search_views, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("chatroom", views.ChatroomListCreateView.as_view(), name="chatroom-list"),
     path("search", search_views.SearchView.as_view(), name="search"),
     path("chatroom/<int:chatroom_id>", views.ChatroomDetailView.as_view(), name="chatroom-detail"),
+    path(
+        "chatroom/<int:chatroom_id>/export",
+        export_views.ChatroomExportView.as_view(),
+        name="chatroom-export",
+    ),
     path(
         "chatroom/<int:chatroom_id>/messages",
         views.MessageHistoryView.as_view(),

@@ -203,7 +203,13 @@ def test_the_collection_is_a_postman_v2_1_collection_with_bearer_auth():
     names = [request.name for request in requests]
     assert len(names) == len(set(names)), "request names must be unique"
     folders = [item["name"] for item in collection["item"]]
-    assert folders == ["Auth and account", "Chatrooms and messages", "Subscription", "Operations"]
+    assert folders == [
+        "Auth and account",
+        "Chatrooms and messages",
+        "Subscription",
+        "Operations",
+        "Leaving (destructive: run last)",
+    ]
     for request in requests:
         assert request.request["url"]["raw"].startswith("{{base_url}}/"), request.name
         assert request.request["description"].strip(), f"{request.name} has no description"

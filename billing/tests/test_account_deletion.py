@@ -1,0 +1,239 @@
+"""DELETE /api/user/me: proof of ownership, the Stripe subscription canceled through the
+billing app, and then no row and no Redis key of the user left; the number signs up again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+from accounts.models import LoginFailureCount, OneTimeCode, OtpFailureStreak, User
+from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
+from billing.tests.helpers import error_code, subscribe
+from chatrooms import streaming
+from chatrooms.models import Chatroom, Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PHONE = "+919812345001"
+PASSWORD = "a long and unusual passphrase 42"
+
+
+def _auth(access: str) -> Any:
+    return bearer(access)
+
+
+def _delete(client: APIClient, access: str, body: dict[str, Any]) -> Any:
+    return client.delete("/api/user/me", body, format="json", **_auth(access))
+
+
+def _account_with_history(client: APIClient, *, password: str | None) -> dict[str, Any]:
+    """A user who logged in, (optionally) set a password, chatted, and was served from the
+    caches: rows in every table and keys in Redis."""
+    login = login_with_code(client, PHONE)
+    access = login["access"]
+    if password is not None:
+        changed = post(
+            client, "/api/auth/change-password", {"new_password": password}, **_auth(access)
+        )
+        assert changed.status_code == 200, changed.json()
+        access = changed.json()["access"]
+    user = User.objects.get(phone=PHONE)
+    room = client.post("/api/chatroom", {"name": "Travel"}, format="json", **_auth(access))
+    room_id = room.json()["id"]
+    sent = client.post(
+        f"/api/chatroom/{room_id}/message", {"content": "Hello"}, format="json", **_auth(access)
+    )
+    assert sent.status_code == 202, sent.json()
+    reply_id = sent.json()["reply"]["id"]
+    # The reply ends as a worker would leave it: its text in PostgreSQL and its stream.
+    Message.objects.filter(pk=reply_id).update(status=Message.Status.COMPLETED, content="Hi!")
+    streaming.stream_attempt_start_publish(reply_id=reply_id, attempt=1)
+    streaming.stream_done_publish(reply_id=reply_id, message={"id": reply_id})
+    assert client.get("/api/chatroom", **_auth(access)).status_code == 200  # list cached
+    assert client.get("/api/user/me", **_auth(access)).status_code == 200  # user row cached
+    return {
+        "access": access,
+        "refresh": login["refresh"] if password is None else changed.json()["refresh"],
+        "user_id": user.pk,
+        "reply_id": reply_id,
+        "room_id": room_id,
+    }
+
+
+def _rows_of(user_id: int, reply_id: int, jtis: list[str]) -> dict[str, int]:
+    """Rows that name the user, in every table with a foreign key to it, and those keyed by
+    the phone, the chatrooms or the tokens instead."""
+    found: dict[str, int] = {}
+    for model in apps.get_models():
+        for field in model._meta.get_fields():
+            if (
+                getattr(field, "many_to_one", False)
+                and field.concrete
+                and field.related_model is User
+            ):
+                count = model._default_manager.filter(**{field.name: user_id}).count()
+                if count:
+                    found[f"{model._meta.label}.{field.name}"] = count
+    found["user"] = User.objects.filter(pk=user_id).count()
+    found["messages"] = Message.objects.filter(pk=reply_id).count()
+    found["chatrooms"] = Chatroom.objects.filter(user_id=user_id).count()
+    found["codes"] = OneTimeCode.objects.filter(phone=PHONE).count()
+    found["streaks"] = OtpFailureStreak.objects.filter(phone=PHONE).count()
+    found["login failures"] = LoginFailureCount.objects.filter(key=f"phone:{PHONE}").count()
+    found["tokens"] = OutstandingToken.objects.filter(jti__in=jtis).count()
+    return {name: count for name, count in found.items() if count}
+
+
+def _keys_of(user_id: int, reply_id: int) -> dict[str, str]:
+    """Every Redis key of the test database that belongs to the user, with its type."""
+    redis = get_redis_connection("default")
+    marks = (
+        f"{{{user_id}}}",  # the chatroom list cache
+        f"throttle:{user_id}:",
+        f"streams:open:{user_id}",
+        f"reply:{reply_id}:",
+        "auth-user:",  # filtered below: the user's own id ends the key
+        PHONE,
+    )
+    found = {}
+    for raw in redis.scan_iter(count=1000):
+        key = raw.decode()
+        if any(mark in key for mark in marks):
+            if "auth-user:" in key and not key.endswith(f":{user_id}"):
+                continue
+            found[key] = redis.type(raw).decode()
+    return found
+
+
+def _auth_tombstone_only(keys: dict[str, str], user_id: int) -> None:
+    """What may stay for a few seconds: the marker that keeps a racing request from caching
+    the deleted row again (no data, `accounts.auth_cache`)."""
+    redis = get_redis_connection("default")
+    for key in keys:
+        assert key.endswith(f"auth-user:{key.split(':')[-2]}:{user_id}"), keys
+        assert 0 < redis.ttl(key) <= 10
+        assert b"forgotten" in redis.get(key)
+
+
+def test_deleting_cancels_pro_at_stripe_and_leaves_no_row_and_no_key(fake_stripe):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    user_id, reply_id, access = account["user_id"], account["reply_id"], account["access"]
+    client.force_authenticate(User.objects.get(pk=user_id))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    assert client.get("/api/user/me", **_auth(access)).json()["tier"] == "pro"
+    subscription_id = fake_stripe.subscriptions[-1]["id"]
+    jtis = list(OutstandingToken.objects.filter(user_id=user_id).values_list("jti", flat=True))
+    before_rows = _rows_of(user_id, reply_id, jtis)
+    before_keys = _keys_of(user_id, reply_id)
+    assert {"billing.Subscription.user", "usage.DailyUsage.user", "chatrooms", "messages",
+            "tokens", "codes", "user"} <= set(before_rows)  # fmt: skip
+    assert len(before_keys) >= 4, before_keys  # list pages and epoch, throttle, stream...
+
+    wrong = _delete(client, access, {"password": "not it"})
+    assert (wrong.status_code, error_code(wrong)) == (400, "password_incorrect")
+    missing = _delete(client, access, {})
+    assert (missing.status_code, error_code(missing)) == (400, "validation_error")
+    after_refusals = _rows_of(user_id, reply_id, jtis)
+    assert after_refusals.pop("login failures") == 1  # the wrong password counts like a login's
+    assert after_refusals == before_rows
+    assert fake_stripe.subscription(subscription_id)["status"] == "active"
+
+    deleted = _delete(client, access, {"password": PASSWORD})
+
+    assert deleted.status_code == 204, deleted.content
+    assert fake_stripe.subscription(subscription_id)["status"] == "canceled"
+    assert _rows_of(user_id, reply_id, jtis) == {}
+    _auth_tombstone_only(_keys_of(user_id, reply_id), user_id)
+    assert client.get("/api/user/me", **_auth(access)).status_code == 401
+    # The number is free: a new account, a new id, no history.
+    again = login_with_code(client, PHONE)
+    assert again["user"]["id"] != user_id
+    assert client.get("/api/chatroom", **_auth(again["access"])).json()["results"] == []
+
+
+def test_an_account_without_a_password_proves_it_with_a_login_code():
+    client = APIClient()
+    account = _account_with_history(client, password=None)
+    access = account["access"]
+    missing = _delete(client, access, {"password": "irrelevant"})
+    assert (missing.status_code, error_code(missing)) == (400, "validation_error")
+    code = send_code(client, PHONE).json()["otp"]
+    wrong = _delete(client, access, {"otp": wrong_code(code)})
+    assert wrong.status_code == 400
+    assert User.objects.filter(pk=account["user_id"]).exists()
+
+    deleted = _delete(client, access, {"otp": code})
+
+    assert deleted.status_code == 204, deleted.content
+    assert not User.objects.filter(pk=account["user_id"]).exists()
+    assert client.get("/api/chatroom", **_auth(access)).status_code == 401
+    refreshed = post(client, "/api/auth/token/refresh", {"refresh": account["refresh"]})
+    assert refreshed.status_code == 401, refreshed.json()
+
+
+def test_stripe_down_deletes_nothing(fake_stripe, attempts):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    fake_stripe.fail_next(path_prefix="/v1/subscriptions", status=500, count=attempts)
+
+    refused = _delete(client, account["access"], {"password": PASSWORD})
+
+    assert (refused.status_code, error_code(refused)) == (502, "payment_provider_error")
+    assert User.objects.filter(pk=account["user_id"]).exists()
+    assert Message.objects.filter(pk=account["reply_id"]).exists()
+    assert client.get("/api/user/me", **_auth(account["access"])).status_code == 200
+
+
+def test_a_reply_being_generated_refuses_the_deletion():
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    Message.objects.filter(pk=account["reply_id"]).update(status=Message.Status.STREAMING)
+
+    refused = _delete(client, account["access"], {"password": PASSWORD})
+
+    assert (refused.status_code, error_code(refused)) == (409, "reply_in_progress")
+    assert User.objects.filter(pk=account["user_id"]).exists()
+    assert Chatroom.objects.filter(pk=account["room_id"]).exists()
+
+
+def test_the_export_holds_the_users_data_and_no_secret(fake_stripe):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    stranger = APIClient()
+    stranger.force_authenticate(User.objects.create_user(phone="+919812345999"))
+    stranger.post("/api/chatroom", {"name": "Not yours"}, format="json")
+
+    response = client.get("/api/user/me/export", **_auth(account["access"]))
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith(
+        f'attachment; filename="gemini-clone-account-{account["user_id"]}-'
+    )
+    body = json.loads(response.content)
+    assert body["user"]["phone"] == PHONE and body["user"]["tier"] == "pro"
+    assert [c["chatroom"]["name"] for c in body["chatrooms"]] == ["Travel"]
+    assert [m["content"] for m in body["chatrooms"][0]["messages"]] == ["Hello", "Hi!"]
+    assert body["daily_usage"][0]["prompts"] == 1
+    assert body["billing"]["subscriptions"][0]["status"] == "active"
+    assert body["known_networks"]
+    text = response.content.decode()
+    user = User.objects.get(pk=account["user_id"])
+    for secret in (user.password, account["access"], account["refresh"], "Not yours"):
+        assert secret not in text
+    code_hashes = OneTimeCode.objects.filter(phone=PHONE).values_list("code_hash", flat=True)
+    assert all(code_hash not in text for code_hash in code_hashes)
+    assert "sk_" not in text and "whsec_" not in text
