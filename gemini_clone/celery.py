@@ -17,4 +17,5 @@ app.steps["consumer"].add("gemini_clone.worker_heartbeat:WorkerHeartbeat")
 @setup_logging.connect
 def _logging_from_django_settings(**_: object) -> None:
     """Worker and beat log like the web server: Django's LOGGING (core/logging_config.py),
-    applied when Django starts, instead of Celery's own handlers on the root logger."""
+    applied when Django starts, instead of Celery's own handlers on the root logger. So
+    LOG_LEVEL and LOG_FORMAT rule them too (Celery's --loglevel would do nothing)."""

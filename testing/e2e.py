@@ -205,7 +205,7 @@ class Stack:
         args = [
             PYTHON, "-m", "celery", "-A", "gemini_clone", "worker",
             "--pool", "threads", "--concurrency", str(concurrency),
-            "--hostname", f"{name}@%h", "--loglevel", "INFO",
+            "--hostname", f"{name}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         if beat:
@@ -214,7 +214,7 @@ class Stack:
 
     def start_beat(self, *, name: str) -> ManagedProcess:
         args = [
-            PYTHON, "-m", "celery", "-A", "gemini_clone", "beat", "--loglevel", "INFO",
+            PYTHON, "-m", "celery", "-A", "gemini_clone", "beat",
             "--schedule", str(self.log_dir / f"{name}-schedule"),
         ]  # fmt: skip
         return self._spawn(name, args, ready_line="beat: Starting...")
