@@ -8,6 +8,7 @@ a reply stream's line is written when the stream closes, its duration the stream
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -30,6 +31,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = structlog.stdlib.get_logger("gemini_clone.request")
+
+# A path no route matched is whatever the client sent, a phone number included: long digit
+# runs keep their last two digits only. Routed paths hold our ids alone and stay as they are.
+_LONG_NUMBER = re.compile(r"\d{7,}")
+
+
+def _logged_path(path: str, *, routed: bool) -> str:
+    if routed:
+        return path
+    return _LONG_NUMBER.sub(lambda number: "*" * (len(number[0]) - 2) + number[0][-2:], path)
 
 
 class RequestLog:
@@ -62,7 +73,7 @@ class RequestLog:
             logger.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=_logged_path(scope["path"], routed=facts.route is not None),
                 route=facts.route,
                 status=status or None,  # None: the client left before any answer
                 duration_ms=round(seconds * 1000, 1),

@@ -113,3 +113,13 @@ def test_the_schema_documents_the_header_on_every_response():
     ]
     assert len(responses) > 50
     assert all("X-Request-ID" in response["headers"] for response in responses)
+
+
+def test_a_number_in_a_path_no_route_knows_is_masked_in_the_line(caplog):
+    caplog.set_level(logging.INFO, logger="gemini_clone.request")
+    _serve("GET", "/api/user/+919812345678/history", [])
+    _serve("GET", "/api/chatroom/12345678", [])
+
+    unknown, routed = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
+    assert unknown["path"] == "/api/user/+**********78/history"
+    assert routed["path"] == "/api/chatroom/12345678"  # our own id, in a known route
