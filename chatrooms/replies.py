@@ -509,7 +509,8 @@ def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
     written = list(Message.objects.db_manager(database).raw(sql, params))
     if not written:
         return None
-    metrics.replies_finished.labels(fields["status"]).inc()
+    # When the status is committed: reply_fail's transaction may still roll it back.
+    transaction.on_commit(metrics.replies_finished.labels(fields["status"]).inc, using=database)
     return written[0]
 
 
