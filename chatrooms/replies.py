@@ -681,7 +681,8 @@ def reply_abandoned_settle(*, reply_id: int) -> Message | None:
         if reply.usage_day is not None:
             usage_refund(user_id=reply.chatroom.user_id, day=reply.usage_day)
         transaction.on_commit(partial(reply_done_announce, reply=reply))
-    metrics.replies_finished.labels(Status.FAILED.value).inc()
+        # Counted when committed: a caller's transaction (a send, a deletion) may roll back.
+        transaction.on_commit(metrics.replies_finished.labels(Status.FAILED.value).inc)
     logger.warning("Reply %s: no worker left to finish it; failed", reply_id)
     return reply
 
