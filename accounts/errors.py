@@ -132,6 +132,17 @@ class AccountDisabled(ApiError):
     message = "This account is disabled."
 
 
+class AccountGone(ApiError):
+    """The account was deleted while this request, authenticated before, was served."""
+
+    status_code = 401
+    code = "authentication_failed"
+    message = "This account no longer exists."
+
+    def __init__(self) -> None:
+        super().__init__(headers=dict(_BEARER_CHALLENGE))
+
+
 class PhoneTaken(ApiError):
     status_code = 409
     code = "phone_taken"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -354,6 +354,21 @@ def account_deletion_verify(
         _release_unless_wrong(slot, check)
     assert check is not None
     check.raise_unless_accepted()
+
+
+def account_lock_for_deletion(*, user_id: int) -> bool:
+    """Take the user's row first in a deletion's transaction, as every writer of the user's
+    tokens does (token rotation, logout), so those and the deletion queue instead of
+    deadlocking; False when it is gone already. NO KEY UPDATE: a send that only references
+    the user is not held up, and a chatroom create, which takes the same lock, waits and
+    then finds the account gone (`AccountGone`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {connection.ops.quote_name(User._meta.db_table)} "  # noqa: S608
+            "WHERE id = %s FOR NO KEY UPDATE",
+            [user_id],
+        )
+        return cursor.fetchone() is not None
 
 
 def account_delete(*, user: User) -> None:

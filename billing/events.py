@@ -4,9 +4,10 @@ Each event is stored under a unique id before anything else, then processed unde
 on its row, so a redelivery, or two deliveries at the same instant, process it once. A
 handler that fails leaves the event stored with its error and unprocessed; the caller
 answers 5xx, Stripe delivers it again, and the next delivery (or an operator in the admin)
-processes it. Handlers mirror the state the event carries (`billing.mirror`). Only a
-completed checkout whose subscription we have not mirrored yet needs Stripe: that read
-happens before any lock is taken or transaction opened.
+processes it. Handlers mirror the state the event carries (`billing.mirror`). Two cases
+need Stripe's API, called before any lock is taken or transaction opened: a completed
+checkout whose subscription we have not mirrored yet (read), and a live subscription of a
+deleted account's customer (canceled).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from billing import mirror, stripe_client
 from billing.errors import WebhookProcessingFailed
-from billing.models import StripeEvent, Subscription
+from billing.models import RetiredCustomer, StripeEvent, Subscription
 from billing.snapshots import (
     checkout_snapshot,
     from_timestamp,
@@ -105,11 +106,19 @@ def _event_object(row: StripeEvent) -> dict[str, Any] | None:
 
 
 def _read_ahead(row: StripeEvent) -> dict[str, Any] | None:
-    """What a handler will need from Stripe's API, read outside any transaction: only the
-    subscription of a completed checkout, when we have not mirrored it yet."""
-    session = _event_object(row)
-    if row.type != "checkout.session.completed" or session is None:
+    """What a handler will need from Stripe's API, done outside any transaction."""
+    stripe_object = _event_object(row)
+    if stripe_object is None:
         return None
+    if row.type in _SUBSCRIPTION_CHANGES:
+        return _retired_customers_subscription_cancel(stripe_object)
+    if row.type == "checkout.session.completed":
+        return _checkout_subscription_read(stripe_object)
+    return None
+
+
+def _checkout_subscription_read(session: dict[str, Any]) -> dict[str, Any] | None:
+    """The subscription of a completed checkout, when we have not mirrored it yet."""
     snapshot = checkout_snapshot(session)
     if snapshot.mode != "subscription" or not snapshot.subscription_id:
         return None
@@ -118,6 +127,23 @@ def _read_ahead(row: StripeEvent) -> dict[str, Any] | None:
     if mirror.customer_owner(customer_id=snapshot.customer_id) is None:
         return None
     return stripe_client.subscription_retrieve(subscription_id=snapshot.subscription_id)
+
+
+def _retired_customers_subscription_cancel(subscription: dict[str, Any]) -> dict[str, Any] | None:
+    """A live subscription of a deleted account's customer (a Checkout paid during or after
+    the deletion) is canceled at Stripe now; {"canceled": id} tells the handler."""
+    snapshot = subscription_snapshot(subscription)
+    if not snapshot.id or snapshot.status in Subscription.FINAL_STATUSES:
+        return None
+    if not RetiredCustomer.objects.filter(stripe_customer_id=snapshot.customer_id).exists():
+        return None
+    stripe_client.subscription_cancel(subscription_id=snapshot.id)
+    logger.warning(
+        "Canceled Stripe subscription %s: its customer %s belonged to a deleted account",
+        snapshot.id,
+        snapshot.customer_id,
+    )
+    return {"canceled": snapshot.id}
 
 
 def _dispatch(row: StripeEvent, read_ahead: dict[str, Any] | None) -> str:
@@ -133,6 +159,8 @@ def _dispatch(row: StripeEvent, read_ahead: dict[str, Any] | None) -> str:
 def _on_subscription_changed(
     subscription: dict[str, Any], state_at: dt.datetime, read_ahead: dict[str, Any] | None
 ) -> str:
+    if read_ahead is not None and "canceled" in read_ahead:
+        return "canceled at Stripe: the customer's account was deleted"
     snapshot = subscription_snapshot(subscription)
     if not snapshot.id:
         return "ignored: no subscription id"
@@ -204,6 +232,9 @@ _HANDLERS: dict[str, Handler] = {
     "invoice.payment_failed": _on_invoice(paid=False),
 }
 HANDLED_EVENT_TYPES = frozenset(_HANDLERS)
+_SUBSCRIPTION_CHANGES = frozenset(
+    {"customer.subscription.created", "customer.subscription.updated"}
+)
 
 
 def stripe_events_prune(*, older_than: dt.timedelta) -> int:

@@ -102,3 +102,17 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_event_id} ({self.type})"
+
+
+class RetiredCustomer(models.Model):
+    """The Stripe customer of an account that was deleted: its id alone, nothing personal.
+
+    A Checkout the user paid while (or after) the account was deleted still makes a
+    subscription at Stripe; the webhook cancels any live subscription of a customer named
+    here, so nobody is billed for an account that is gone."""
+
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    retired_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.stripe_customer_id

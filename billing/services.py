@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from accounts.models import User
 from billing import stripe_client
@@ -20,7 +21,7 @@ from billing.errors import (
     StripeObjectMissing,
     SubscriptionPaymentDue,
 )
-from billing.models import BillingAccount, Subscription
+from billing.models import BillingAccount, RetiredCustomer, StripeEvent, Subscription
 from billing.selectors import user_is_pro
 
 logger = logging.getLogger(__name__)
@@ -219,22 +220,24 @@ _ENDED_AT_STRIPE = frozenset(Subscription.FINAL_STATUSES)
 
 
 def billing_subscriptions_cancel(*, user: User) -> int:
-    """Cancel now every subscription Stripe has for the user's customer (Stripe's list, not
-    our mirror, which a lost webhook could leave behind); returns how many. The customer
-    stays at Stripe with its invoices, as accounting needs. PaymentProviderError (nothing
-    more canceled) when Stripe does not answer; BillingUnavailable when Stripe is not
-    configured but the user has a customer there."""
-    customer_id = (
-        BillingAccount.objects.filter(user=user)
-        .values_list("stripe_customer_id", flat=True)
-        .first()
-    )
-    if not customer_id:
+    """Before an account is deleted: close its open Checkout (so it can no longer be paid),
+    then cancel now every subscription Stripe has for its customer (Stripe's list, not our
+    mirror, which a lost webhook could leave behind); returns how many. In that order, a
+    Checkout paid before it was closed made a subscription the list shows. The customer stays
+    at Stripe with its invoices, as accounting needs. PaymentProviderError (nothing more
+    canceled) when Stripe does not answer; BillingUnavailable when Stripe is not configured
+    but the user has a customer there."""
+    account = BillingAccount.objects.filter(user=user).first()
+    if account is None or not account.stripe_customer_id:
         return 0
     if not stripe_client.stripe_is_configured():
         raise BillingUnavailable()
+    if account.checkout_session_id:
+        stripe_client.checkout_session_expire(session_id=account.checkout_session_id)
     try:
-        subscriptions = stripe_client.subscriptions_of_customer(customer_id=customer_id)
+        subscriptions = stripe_client.subscriptions_of_customer(
+            customer_id=account.stripe_customer_id
+        )
     except StripeObjectMissing:
         return 0  # the customer was deleted at Stripe, and its subscriptions with it
     live = [s["id"] for s in subscriptions if s.get("status") not in _ENDED_AT_STRIPE]
@@ -243,3 +246,21 @@ def billing_subscriptions_cancel(*, user: User) -> int:
     if live:
         logger.info("Canceled %s Stripe subscription(s) of user %s", len(live), user.pk)
     return len(live)
+
+
+def billing_records_forget(*, user: User) -> None:
+    """Before the user's row is deleted, in the caller's transaction: the webhook events
+    about their customer go (their payloads hold the customer's phone and details), and the
+    customer's id is kept alone as retired (`RetiredCustomer`). Billing accounts and
+    subscriptions go with the user by their foreign keys."""
+    customer_id = (
+        BillingAccount.objects.filter(user=user)
+        .values_list("stripe_customer_id", flat=True)
+        .first()
+    )
+    if not customer_id:
+        return
+    StripeEvent.objects.filter(
+        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
+    ).delete()
+    RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)

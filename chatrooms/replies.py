@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -59,6 +59,7 @@ from chatrooms.keeper import Generation, LeaseKeeper
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import message_payload
 from core.db import db_connection_release, db_patiently, db_session
+from core.request_context import request_id_var
 from core.workers import workers_live
 from usage.selectors import usage_today
 from usage.services import tokens_add_sql, usage_refund
@@ -103,6 +104,8 @@ class Claim:
     system_prompt: str
     usage_day: dt.date | None
     attempt_base: int = 0  # claims before an operator's retry (`Message.attempt_base`)
+    # The request that queued it, for the lines the lease keeper's thread writes about it.
+    request_id: str | None = field(default=None, compare=False)
 
     @property
     def tries(self) -> int:
@@ -229,6 +232,7 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
         system_prompt=system_prompt,
         usage_day=usage_day,
         attempt_base=attempt_base,
+        request_id=request_id_var.get(),
     )
 
 
@@ -416,13 +420,19 @@ def _leases_keep(claims: list[Claim]) -> set[Claim]:
 def _deadline_fail(claim: Claim, text: str) -> None:
     """The keeper's end of a reply at REPLY_TIME_LIMIT_SECONDS: failed with the text
     published so far, through the same fenced write as the worker's own."""
+    request_id = request_id_var.set(claim.request_id)
     try:
-        reply = reply_fail(claim=claim, text=text, code="ai_timeout")
+        try:
+            reply = reply_fail(claim=claim, text=text, code="ai_timeout")
+        finally:
+            db_connection_release()
+        if reply is not None:
+            reply_done_announce(reply=reply)
+            logger.info(
+                "Reply %s: failed at its deadline (attempt %s)", claim.reply_id, claim.attempt
+            )
     finally:
-        db_connection_release()
-    if reply is not None:
-        reply_done_announce(reply=reply)
-        logger.info("Reply %s: failed at its deadline (attempt %s)", claim.reply_id, claim.attempt)
+        request_id_var.reset(request_id)
 
 
 _keeper: LeaseKeeper[Claim] = LeaseKeeper(renew=_leases_keep, expire=_deadline_fail)

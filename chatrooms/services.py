@@ -19,6 +19,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from accounts.errors import AccountGone
 from accounts.models import User
 from chatrooms import metrics, streaming
 from chatrooms.cache import list_cache_delete, list_cache_invalidate_on_commit
@@ -82,6 +83,8 @@ def _chatrooms_counted_under_lock(*, user_id: int) -> int:
     chatrooms = connection.ops.quote_name(Chatroom._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {users} WHERE id = %s FOR NO KEY UPDATE", [user_id])  # noqa: S608
+        if cursor.fetchone() is None:
+            raise AccountGone()  # deleted while this request waited for the lock
         cursor.execute(f"SELECT count(*) FROM {chatrooms} WHERE user_id = %s", [user_id])  # noqa: S608
         return int(cursor.fetchone()[0])
 
@@ -279,25 +282,30 @@ def chatrooms_of_user_delete(*, user_id: int) -> None:
     records, in the caller's transaction; once it commits, their Redis data too (the cached
     list, reply streams, open-stream slots).
 
-    ReplyInProgress while one of the user's replies is being generated (a reply no worker is
-    left to finish does not block): its worker would go on writing to the stream. The
-    chatrooms are locked first, as a send locks its chatroom, so no message slips in."""
+    ReplyInProgress while one of the user's replies is being generated (see
+    `user_replies_in_flight_refuse`). The chatrooms are locked first, as a send locks its
+    chatroom, so no message slips in."""
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_USER_CHATROOMS_SQL, [user_id])
-        in_flight = list(
-            Message.objects.filter(
-                chatroom__user_id=user_id, role=Message.Role.MODEL, status__in=Message.IN_FLIGHT
-            ).values_list("pk", flat=True)
-        )
-        for reply_id in in_flight:
-            if reply_abandoned_settle(reply_id=reply_id) is None:
-                raise ReplyInProgress(reply_id=reply_id)
+        user_replies_in_flight_refuse(user_id=user_id)
         # Plain SQL: the ORM would load every message to cascade one by one.
         cursor.execute(_DELETE_USER_MESSAGES_SQL, [user_id])
         reply_ids = [pk for pk, role in cursor.fetchall() if role == Message.Role.MODEL]
         cursor.execute(_DELETE_USER_CHATROOMS_SQL, [user_id])
     IdempotencyRecord.objects.filter(user_id=user_id).delete()
     transaction.on_commit(partial(_user_redis_forget, user_id=user_id, reply_ids=reply_ids))
+
+
+def user_replies_in_flight_refuse(*, user_id: int) -> None:
+    """ReplyInProgress while one of the user's replies is being generated: its worker would
+    go on writing to its stream. A reply no worker is left to finish is failed instead, and
+    does not refuse."""
+    in_flight = Message.objects.filter(
+        chatroom__user_id=user_id, role=Message.Role.MODEL, status__in=Message.IN_FLIGHT
+    ).values_list("pk", flat=True)
+    for reply_id in in_flight:
+        if reply_abandoned_settle(reply_id=reply_id) is None:
+            raise ReplyInProgress(reply_id=reply_id)
 
 
 def _user_redis_forget(*, user_id: int, reply_ids: list[int]) -> None:

@@ -19,6 +19,7 @@ from structlog.typing import EventDict, WrappedLogger
 from core.request_context import request_id_var
 
 LOG_FORMATS = ("console", "json")
+_SAFE_EXTRA_FIELDS = ("status_code",)
 
 
 def add_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -68,8 +69,13 @@ def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
             "structured": {
                 "()": structlog.stdlib.ProcessorFormatter,
                 "processors": final,
-                # Lines from logging.getLogger: their `extra` fields are kept as fields.
-                "foreign_pre_chain": [*_SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
+                # Lines from logging.getLogger: of their `extra` fields, only those known to
+                # hold no client data are kept (Django's `request` would bring the query
+                # string, Celery's `data` a task's arguments).
+                "foreign_pre_chain": [
+                    *_SHARED_PROCESSORS,
+                    structlog.stdlib.ExtraAdder(allow=_SAFE_EXTRA_FIELDS),
+                ],
             },
         },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},

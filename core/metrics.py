@@ -49,6 +49,16 @@ def process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(process_identifier(pid), MULTIPROC_DIR)
 
 
+def live_gauges_of_host_forget() -> None:
+    """Forget the live gauges left by earlier processes of this host: a web server killed
+    without a chance to mark its processes dead (SIGKILL, a lost container) leaves them, and
+    a restarted container with the same host name and pids would add them up again. Called
+    by the web server as it starts, before any of its processes has written one."""
+    if MULTIPROC_DIR:
+        for path in Path(MULTIPROC_DIR).glob(f"gauge_live*_{_HOST}-*.db"):
+            path.unlink(missing_ok=True)
+
+
 _SCRAPE_COLLECTORS: list[Collector] = []
 
 

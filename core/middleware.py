@@ -175,6 +175,9 @@ def _note_request_facts(request: HttpRequest) -> None:
     match = request.resolver_match
     if match is not None and match.url_name != UNMATCHED_URL_NAME:
         facts.route = match.route
+        facts.path_is_ids_only = not match.args and all(
+            isinstance(value, int) for value in match.kwargs.values()
+        )
     # Set by DRF's authentication, or by a view; a session's lazy user is read only if
     # something evaluated it already (reading it would cost a query).
     user = request.__dict__.get("user")

@@ -27,6 +27,9 @@ class RequestFacts:
     """Learnt by Django while it serves the request, read by the request's log line."""
 
     route: str | None = None
+    # Whether the route's captures were all numbers (our ids): only then is the path ours
+    # and logged as it is. A catch-all such as the admin's captures the client's own text.
+    path_is_ids_only: bool = False
     user_id: int | None = None
 
 

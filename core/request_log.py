@@ -32,15 +32,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = structlog.stdlib.get_logger("gemini_clone.request")
 
-# A path no route matched is whatever the client sent, a phone number included: long digit
-# runs keep their last two digits only. Routed paths hold our ids alone and stay as they are.
+# A path that is not one of our routes with only ids in it (no route matched, or a
+# catch-all did) is whatever the client sent, a phone number included: long digit runs keep
+# their last two digits only. Control characters (the path is percent-decoded) are escaped,
+# so a path cannot forge a line of the console format.
 _LONG_NUMBER = re.compile(r"\d{7,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _logged_path(path: str, *, routed: bool) -> str:
-    if routed:
-        return path
-    return _LONG_NUMBER.sub(lambda number: "*" * (len(number[0]) - 2) + number[0][-2:], path)
+def _logged_path(path: str, *, ids_only: bool) -> str:
+    if not ids_only:
+        path = _LONG_NUMBER.sub(lambda number: "*" * (len(number[0]) - 2) + number[0][-2:], path)
+    return _CONTROL.sub(lambda char: f"\\x{ord(char[0]):02x}", path)
 
 
 class RequestLog:
@@ -73,7 +76,7 @@ class RequestLog:
             logger.info(
                 "request",
                 method=scope["method"],
-                path=_logged_path(scope["path"], routed=facts.route is not None),
+                path=_logged_path(scope["path"], ids_only=facts.path_is_ids_only),
                 route=facts.route,
                 status=status or None,  # None: the client left before any answer
                 duration_ms=round(seconds * 1000, 1),

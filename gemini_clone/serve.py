@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 
-from core.metrics import process_dead
+from core.metrics import live_gauges_of_host_forget, process_dead
 
 APPLICATION = "gemini_clone.asgi:application"
 STOP_GRACE_SECONDS = 30.0
@@ -105,6 +105,7 @@ class Server:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
+        live_gauges_of_host_forget()
         for worker in self.workers:
             self._start(worker)
         if not self._wait_until_ready():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -16,10 +16,15 @@ from core.timestamps import iso_utc
 # object (`gemini_clone.user_payload`) and hands it to these views through their URLs.
 UserRenderer = Callable[[User], dict[str, Any]]
 
-# Deletes an account and everything held about it (the project's: `gemini_clone.
-# account_deletion`, which reaches the apps above this one), once the caller proved it owns
-# the account with its password or a login code.
-AccountDeleter = Callable[..., None]
+
+class AccountDeleter(Protocol):
+    """Deletes an account and everything held about it (the project's: `gemini_clone.
+    account_deletion`, which reaches the apps above this one), once the caller proved it
+    owns the account with its password or a login code."""
+
+    def __call__(
+        self, *, user: User, password: str | None, otp: str | None, client_ip: str | None
+    ) -> None: ...
 
 
 def account_payload(user: User) -> dict[str, Any]:

@@ -352,9 +352,10 @@ class MeView(RendersUser, APIView):
         summary="Delete my account and everything held about me",
         description=(
             "Needs the account's `password`, or, for an account without one, a login `otp` "
-            "(send-otp first): an access token alone is not enough. Cancels the Stripe "
-            "subscription at once, then deletes the chatrooms, messages, usage, tokens, codes "
-            "and the account, with their cached data. Every token of the account is refused "
+            "(send-otp first): an access token alone is not enough. Closes an open Stripe "
+            "Checkout and cancels the Stripe subscription at once, then deletes the "
+            "chatrooms, messages, usage, tokens, codes and the account, with their cached "
+            "data. Every token of the account is refused "
             "from then on; the number can sign up again."
         ),
         request=s.AccountDeleteSerializer,
@@ -372,9 +373,19 @@ class MeView(RendersUser, APIView):
                 "`login_attempts_exceeded` / `password_rate_limited`: a wrong password counts "
                 "as a wrong login password; or the code limits of verify-otp."
             ),
+            401: _error(
+                "`authentication_failed` / `token_invalid`: the token is missing, invalid, or "
+                "its account was deleted meanwhile."
+            ),
             502: _error(
                 "`payment_provider_error`: Stripe did not answer, so the subscription could "
                 "not be canceled; nothing was deleted."
+            ),
+            503: _error(
+                "`billing_unavailable`: the account has a Stripe customer but this server has "
+                "no Stripe key to cancel its subscription with; or `service_unavailable`: "
+                "Redis refused the write that ends the account's sessions. Nothing was "
+                "deleted."
             ),
         },
     )

@@ -4,19 +4,27 @@ billing app, and then no row and no Redis key of the user left; the number signs
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
 from django.apps import apps
+from django.db import transaction
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import LoginFailureCount, OneTimeCode, OtpFailureStreak, User
+from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
+from billing import stripe_client
+from billing.models import BillingAccount, RetiredCustomer, StripeEvent
 from billing.tests.helpers import error_code, subscribe
 from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
+from chatrooms.services import chatrooms_of_user_delete
+from testing.concurrency import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -237,3 +245,100 @@ def test_the_export_holds_the_users_data_and_no_secret(fake_stripe):
     code_hashes = OneTimeCode.objects.filter(phone=PHONE).values_list("code_hash", flat=True)
     assert all(code_hash not in text for code_hash in code_hashes)
     assert "sk_" not in text and "whsec_" not in text
+
+
+def test_an_open_checkout_is_closed_and_the_customers_events_go(fake_stripe):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    first = subscribe(client)["session_id"]
+    fake_stripe.complete_checkout(first)  # Pro, with webhook events stored
+    customer_id = fake_stripe.checkout_session(first)["customer"]
+    events_before = set(StripeEvent.objects.values_list("stripe_event_id", flat=True))
+    assert events_before
+    fake_stripe.subscription_cancel(fake_stripe.subscriptions[-1]["id"])
+    open_session = subscribe(client)["session_id"]  # a second purchase, left unpaid
+    client.force_authenticate(None)
+
+    deleted = _delete(client, account["access"], {"password": PASSWORD})
+
+    assert deleted.status_code == 204, deleted.content
+    assert fake_stripe.checkout_session(open_session)["status"] == "expired"
+    assert not StripeEvent.objects.filter(stripe_event_id__in=events_before).exists()
+    assert list(RetiredCustomer.objects.values_list("stripe_customer_id", flat=True)) == [
+        customer_id
+    ]
+
+
+def test_a_checkout_paid_after_the_deletion_is_canceled_by_the_webhook(fake_stripe, settings):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    user = User.objects.get(pk=account["user_id"])
+    client.force_authenticate(user)
+    subscribe(client)
+    client.force_authenticate(None)
+    customer_id = BillingAccount.objects.get(user=user).stripe_customer_id
+    assert customer_id
+    # A Checkout made by a purchase that raced the deletion: its id never reached our row.
+    raced = stripe_client.checkout_session_create(
+        customer_id=customer_id,
+        price_id=settings.STRIPE_PRO_PRICE_ID,
+        user_id=user.pk,
+        success_url=settings.STRIPE_SUCCESS_URL,
+        cancel_url=settings.STRIPE_CANCEL_URL,
+    )
+    assert _delete(client, account["access"], {"password": PASSWORD}).status_code == 204
+
+    fake_stripe.complete_checkout(raced.id)
+
+    subscription = fake_stripe.subscriptions[-1]
+    assert subscription["customer"] == customer_id
+    assert fake_stripe.subscription(subscription["id"])["status"] == "canceled"
+    created = StripeEvent.objects.get(
+        type="customer.subscription.created", payload__data__object__id=subscription["id"]
+    )
+    assert created.outcome == "canceled at Stripe: the customer's account was deleted"
+
+
+def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
+    client = APIClient()
+    account = _account_with_history(client, password=None)
+    user = User.objects.get(pk=account["user_id"])
+    locked, create_started = threading.Event(), threading.Event()
+
+    def delete_slowly() -> None:
+        with transaction.atomic():
+            assert account_lock_for_deletion(user_id=user.pk)
+            locked.set()
+            create_started.wait(10)
+            time.sleep(0.5)  # the create is now waiting for the user's row
+            chatrooms_of_user_delete(user_id=user.pk)
+            account_delete(user=user)
+
+    def create() -> Any:
+        locked.wait(10)
+        create_started.set()
+        return client.post(
+            "/api/chatroom", {"name": "Late"}, format="json", **_auth(account["access"])
+        )
+
+    _, created = at_once([delete_slowly, create])
+
+    assert (created.status_code, error_code(created)) == (401, "authentication_failed")
+    assert not User.objects.filter(pk=user.pk).exists()
+
+
+def test_a_reply_in_flight_refuses_before_the_password_counts_or_stripe_is_called(fake_stripe):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    subscription_id = fake_stripe.subscriptions[-1]["id"]
+    Message.objects.filter(pk=account["reply_id"]).update(status=Message.Status.STREAMING)
+
+    refused = _delete(client, account["access"], {"password": "not even the right one"})
+
+    assert (refused.status_code, error_code(refused)) == (409, "reply_in_progress")
+    assert fake_stripe.subscription(subscription_id)["status"] == "active"
+    assert not LoginFailureCount.objects.filter(key=f"phone:{PHONE}").exists()

@@ -90,3 +90,22 @@ def test_the_reply_queue_is_read_at_each_scrape(settings):
     assert scraped[("gemini_reply_queue_depth", frozenset())] == 2
     assert scraped[("gemini_replies_streaming", frozenset())] == 1
     assert scraped[("gemini_reply_queue_oldest_age_seconds", frozenset())] >= 0
+
+
+def test_a_starting_web_server_forgets_only_its_hosts_live_gauges(tmp_path, monkeypatch):
+    from core import metrics
+
+    monkeypatch.setattr(metrics, "MULTIPROC_DIR", str(tmp_path))
+    host = metrics.process_identifier(4242).rsplit("-", 1)[0]
+    stale = tmp_path / f"gauge_livesum_{host}-4242.db"  # a killed process's open streams
+    kept = [
+        tmp_path / "gauge_livesum_other-host-4242.db",  # another container's, alive
+        tmp_path / f"counter_{host}-4242.db",  # counters outlive their process by design
+    ]
+    for path in (stale, *kept):
+        path.write_bytes(b"")
+
+    metrics.live_gauges_of_host_forget()
+
+    assert not stale.exists()
+    assert all(path.exists() for path in kept)

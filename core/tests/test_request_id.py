@@ -123,3 +123,33 @@ def test_a_number_in_a_path_no_route_knows_is_masked_in_the_line(caplog):
     unknown, routed = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
     assert unknown["path"] == "/api/user/+**********78/history"
     assert routed["path"] == "/api/chatroom/12345678"  # our own id, in a known route
+
+
+def test_a_catch_all_route_masks_the_number_and_control_characters_are_escaped(caplog):
+    caplog.set_level(logging.INFO, logger="gemini_clone.request")
+    # The admin's catch-all matches any path under /admin/: the client's text, not our ids.
+    _serve("GET", "/admin/+919812345678/", [])
+    _serve("GET", "/api/x\n2026-12-04 [info] forged line", [])
+
+    admin, forged = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
+    assert admin["route"] is not None
+    assert admin["path"] == "/admin/+**********78/"
+    assert forged["path"] == "/api/x\\x0a2026-12-04 [info] forged line"
+
+
+def test_a_foreign_lines_extra_fields_other_than_the_status_stay_out(capsys, settings):
+    from django.test import RequestFactory
+
+    from core.logging_config import logging_settings
+
+    config = logging_settings(log_format="json", level="INFO")
+    formatter_spec = dict(config["formatters"]["structured"])
+    formatter = formatter_spec.pop("()")(**formatter_spec)
+    record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Boom", (), None)
+    record.request = RequestFactory().get("/api/chatroom?phone=%2B919812345678")
+    record.status_code = 500
+    record.data = {"args": ["+919812345678"]}  # as Celery's own lines carry a task's arguments
+
+    line = formatter.format(record)
+    assert '"status_code": 500' in line
+    assert "9812345678" not in line
