@@ -73,3 +73,45 @@ def test_an_application_that_fails_outside_its_handler_answers_the_json_500():
     assert sent[0]["status"] == 500
     assert (b"content-type", b"application/json") in sent[0]["headers"]
     assert json.loads(sent[1]["body"])["error"]["code"] == "server_error"
+
+
+def test_a_thread_keeps_djangos_caches_across_requests_and_gets_each_requests_own_id():
+    from django.core.cache import caches
+
+    from core.request_context import request_id_var
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((id(caches["default"]), request_id_var.get()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    bridge = WSGIBridge(app, threads=1)
+
+    async def serve(request_id):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        token = request_id_var.set(request_id)
+        try:
+            await bridge(_scope(method="GET"), None, send)
+        finally:
+            request_id_var.reset(token)
+        return sent[0]["status"]
+
+    assert [async_to_sync(serve)(rid) for rid in ("first", "second")] == [200, 200]
+    (first_cache, first_id), (second_cache, second_id) = seen
+    # Built once for the thread, not once per request (a new Redis client each time).
+    assert first_cache == second_cache
+    assert (first_id, second_id) == ("first", "second")
+    left_behind = bridge.executor.submit(lambda: _thread_context_value(request_id_var)).result()
+    assert left_behind is None
+
+
+def _thread_context_value(var):
+    from core.wsgi_bridge import _thread_context
+
+    return _thread_context().run(var.get)
