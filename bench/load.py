@@ -94,6 +94,8 @@ async def hammer(
     warmup: float = 1.0,
 ) -> tuple[list[float], float, int]:
     """Each client loops over make_request; latencies after the warm-up are kept."""
+    # On stderr, for a profiler to start on: the scenario's load begins now.
+    print(f"hammering with {clients} clients for {warmup} + {duration} s", file=sys.stderr)
     latencies: list[float] = []
     errors = 0
     start = time.perf_counter()
