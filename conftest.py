@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import redis
 from django.core.cache import cache
 from django.urls import get_resolver
 from rest_framework.test import APIClient
+
+from core.devservers import start_redis
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +50,32 @@ def dead_redis(settings) -> None:
             },
         }
     }
+
+
+class RedisOfOurOwn:
+    """A Redis server of the test's own behind the cache, which can be made to refuse writes
+    (out of memory) while reads still work."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def refuse_writes(self) -> None:
+        self.client.config_set("maxmemory-policy", "noeviction")
+        self.client.config_set("maxmemory", 1)
+
+    def accept_writes(self) -> None:
+        self.client.config_set("maxmemory", 0)
+
+
+@pytest.fixture
+def cache_redis(settings, tmp_path: Path) -> Iterator[RedisOfOurOwn]:
+    server = start_redis(tmp_path / "redis", persist=False)
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["LOCATION"] = server.url
+    settings.CACHES = caches
+    client = redis.Redis.from_url(server.url)
+    try:
+        yield RedisOfOurOwn(client)
+    finally:
+        client.close()
+        server.stop()

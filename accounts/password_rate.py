@@ -68,14 +68,3 @@ def password_check_allow(*, account: str, client_ip: str | None) -> None:
         or int(network_count) > settings.PASSWORD_CHECKS_PER_IP_PER_MINUTE
     ):
         raise PasswordChecksTooFrequent(max(1, math.ceil((window + 1) * WINDOW_SECONDS - now)))
-
-
-def password_checks_forget(*, account: str) -> None:
-    """Drop the count of `account` (a deleted account's phone number) for this minute and the
-    last; best effort: the keys end with their minute anyway."""
-    window = int(time.time() // WINDOW_SECONDS)
-    keys = [_key(f"account:{account}", w) for w in (window - 1, window)]
-    try:
-        get_redis_connection("default").delete(*keys)
-    except RedisError as exc:
-        logger.warning("Password check counts not deleted, Redis unavailable: %r", exc)

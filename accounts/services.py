@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.errors import (
     AccountDisabled,
+    AccountGone,
     InvalidCredentials,
     PasswordIncorrect,
     PasswordRejected,
@@ -25,15 +27,13 @@ from accounts.errors import (
 from accounts.locks import phone_lock
 from accounts.login_throttle import OtpTry, login_attempt_begin, otp_try_begin
 from accounts.models import (
-    LoginFailureCount,
     OneTimeCode,
-    OtpFailureStreak,
     User,
     UserManager,
 )
 from accounts.otp import IssuedCode, OtpCheck, OtpOutcome, Purpose, otp_consume, otp_issue
 from accounts.otp_scopes import known_network_remember
-from accounts.password_rate import password_check_allow, password_checks_forget
+from accounts.password_rate import password_check_allow
 from accounts.password_rules import password_rule_errors
 from accounts.selectors import user_get_by_phone
 from accounts.tokens import TokenPair, token_pair_issue, tokens_revoke_all
@@ -298,7 +298,9 @@ def password_change(
         # Committed before the check: the refusal below rolls back only its own transaction.
         attempt = login_attempt_begin(phone=str(user.phone), client_ip=client_ip)
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = User.objects.select_for_update().filter(pk=user.pk).first()
+        if locked is None:
+            raise AccountGone()  # deleted while this request was served
         if locked.has_usable_password() and not locked.check_password(old_password or ""):
             raise PasswordIncorrect()  # the attempt keeps its slots: a failure
         locked.set_password(new_password)
@@ -372,15 +374,17 @@ def account_lock_for_deletion(*, user_id: int) -> bool:
 
 
 def account_delete(*, user: User) -> None:
-    """Delete the account and what only it used: refresh tokens, codes and counters kept for
-    its number, known networks; in the caller's transaction. Its access tokens stop working
-    at once (`User.delete` revokes the cached row first, or raises RevocationUnavailable
-    before anything is deleted). Rows of the apps above (chatrooms, usage, billing) go with
-    the user by their foreign keys, or by their own services first."""
-    phone = str(user.phone)
+    """Delete the account and what only it used: refresh tokens and known networks; in the
+    caller's transaction. Its access tokens stop working at once (`User.delete` revokes the
+    cached row first, or raises RevocationUnavailable before anything is deleted). Rows of
+    the apps above (chatrooms, usage, billing) go with the user by their foreign keys, or by
+    their own services first.
+
+    The number's send log of codes and its failure counters stay until beat purges them
+    (a day, an hour): they are what the limits on texts and guesses count, and deleting an
+    account must not reset those. The codes lose their hashes and can no longer be used."""
     OutstandingToken.objects.filter(user=user).delete()  # their blacklist and family rows too
-    OneTimeCode.objects.filter(phone=phone).delete()
-    OtpFailureStreak.objects.filter(phone=phone).delete()
-    LoginFailureCount.objects.filter(key=f"phone:{phone}").delete()
+    OneTimeCode.objects.filter(phone=str(user.phone)).update(
+        code_hash="", signup_token_hash="", used_at=Coalesce("used_at", Now())
+    )
     user.delete()
-    transaction.on_commit(lambda: password_checks_forget(account=phone))

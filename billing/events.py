@@ -51,8 +51,34 @@ def _event_row(event: dict[str, Any]) -> StripeEvent:
         stripe_created_at=from_timestamp(event.get("created")) or timezone.now(),
         api_version=str(event.get("api_version") or ""),
         livemode=bool(event.get("livemode")),
-        payload=event,
+        payload=_storable_payload(event),
     )
+
+
+# What is kept of an event about a deleted account's customer: enough for the handlers
+# (a subscription's id, customer, status), nothing about the person (an invoice's phone,
+# e-mail and name are not).
+_RETIRED_OBJECT_FIELDS = ("id", "object", "customer", "status")
+
+
+def _storable_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as Stripe sent it; reduced to ids and states when it is about the customer
+    of a deleted account (the deletion itself makes Stripe send some: the cancellations)."""
+    data = event.get("data")
+    stripe_object = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(stripe_object, dict):
+        return event
+    customer = stripe_object.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    if stripe_object.get("object") == "customer":
+        customer = stripe_object.get("id")
+    if not isinstance(customer, str) or not customer:
+        return event
+    if not RetiredCustomer.objects.filter(stripe_customer_id=customer).exists():
+        return event
+    kept = {name: stripe_object[name] for name in _RETIRED_OBJECT_FIELDS if name in stripe_object}
+    return {**{k: v for k, v in event.items() if k != "data"}, "data": {"object": kept}}
 
 
 def stripe_event_process(*, stripe_event_id: str) -> StripeEvent:

@@ -219,24 +219,50 @@ def pro_grant_revoke(*, user: User) -> BillingAccount:
 _ENDED_AT_STRIPE = frozenset(Subscription.FINAL_STATUSES)
 
 
-def billing_subscriptions_cancel(*, user: User) -> int:
-    """Before an account is deleted: close its open Checkout (so it can no longer be paid),
-    then cancel now every subscription Stripe has for its customer (Stripe's list, not our
-    mirror, which a lost webhook could leave behind); returns how many. In that order, a
-    Checkout paid before it was closed made a subscription the list shows. The customer stays
-    at Stripe with its invoices, as accounting needs. PaymentProviderError (nothing more
-    canceled) when Stripe does not answer; BillingUnavailable when Stripe is not configured
-    but the user has a customer there."""
+@dataclass(frozen=True)
+class RetiringCustomer:
+    """The Stripe side of an account being deleted: what must be closed at Stripe."""
+
+    stripe_customer_id: str
+    checkout_session_id: str
+
+
+def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
+    """The first half of an account deletion's billing part, in its transaction, before the
+    user's row goes (the billing rows go with it): the webhook events stored about the
+    customer are deleted (their payloads hold its phone and details), and its id is kept
+    alone as retired (`RetiredCustomer`: a subscription that still appears for it is canceled
+    by the webhook). None when the user never had a Stripe customer; BillingUnavailable when
+    they had one but Stripe is not configured here to close it."""
     account = BillingAccount.objects.filter(user=user).first()
     if account is None or not account.stripe_customer_id:
-        return 0
+        return None
     if not stripe_client.stripe_is_configured():
         raise BillingUnavailable()
-    if account.checkout_session_id:
-        stripe_client.checkout_session_expire(session_id=account.checkout_session_id)
+    customer_id = account.stripe_customer_id
+    StripeEvent.objects.filter(
+        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
+    ).delete()
+    RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)
+    return RetiringCustomer(
+        stripe_customer_id=customer_id, checkout_session_id=account.checkout_session_id
+    )
+
+
+def billing_customer_close_at_stripe(*, customer: RetiringCustomer) -> int:
+    """The second half, the last step of the deletion's transaction, so that Stripe not
+    answering rolls the whole deletion back (PaymentProviderError): the open Checkout is
+    closed (it can no longer be paid), the customer's phone and our user id are removed at
+    Stripe, and every live subscription is canceled now, from Stripe's own list (not our
+    mirror, which a lost webhook could leave behind); returns how many. In that order, a
+    Checkout paid before it was closed made a subscription the list shows. The customer
+    stays at Stripe with its invoices, as accounting needs."""
+    if customer.checkout_session_id:
+        stripe_client.checkout_session_expire(session_id=customer.checkout_session_id)
     try:
+        stripe_client.customer_details_forget(customer_id=customer.stripe_customer_id)
         subscriptions = stripe_client.subscriptions_of_customer(
-            customer_id=account.stripe_customer_id
+            customer_id=customer.stripe_customer_id
         )
     except StripeObjectMissing:
         return 0  # the customer was deleted at Stripe, and its subscriptions with it
@@ -244,23 +270,9 @@ def billing_subscriptions_cancel(*, user: User) -> int:
     for subscription_id in live:
         stripe_client.subscription_cancel(subscription_id=subscription_id)
     if live:
-        logger.info("Canceled %s Stripe subscription(s) of user %s", len(live), user.pk)
+        logger.info(
+            "Canceled %s Stripe subscription(s) of customer %s, whose account is being deleted",
+            len(live),
+            customer.stripe_customer_id,
+        )
     return len(live)
-
-
-def billing_records_forget(*, user: User) -> None:
-    """Before the user's row is deleted, in the caller's transaction: the webhook events
-    about their customer go (their payloads hold the customer's phone and details), and the
-    customer's id is kept alone as retired (`RetiredCustomer`). Billing accounts and
-    subscriptions go with the user by their foreign keys."""
-    customer_id = (
-        BillingAccount.objects.filter(user=user)
-        .values_list("stripe_customer_id", flat=True)
-        .first()
-    )
-    if not customer_id:
-        return
-    StripeEvent.objects.filter(
-        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
-    ).delete()
-    RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)

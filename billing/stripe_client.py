@@ -102,6 +102,14 @@ def customer_create(*, user_id: int, phone: str, idempotency_key: str) -> str:
     return str(customer.id)
 
 
+def customer_details_forget(*, customer_id: str) -> None:
+    """Remove the phone number and our user id from a customer whose account is deleted."""
+    with _stripe_errors("customer update"):
+        _client().v1.customers.update(
+            customer_id, params={"phone": "", "metadata": {"user_id": ""}}
+        )
+
+
 def checkout_session_create(
     *, customer_id: str, price_id: str, user_id: int, success_url: str, cancel_url: str
 ) -> CheckoutSession:

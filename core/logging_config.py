@@ -40,7 +40,11 @@ _SHARED_PROCESSORS: list[Any] = [
 def _renderer(log_format: str) -> Any:
     if log_format == "json":
         return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    # Plain tracebacks: with `rich` installed, the default would print every frame's local
+    # variables, a password or a code among them.
+    return structlog.dev.ConsoleRenderer(
+        colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+    )
 
 
 def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:

@@ -55,8 +55,11 @@ def live_gauges_of_host_forget() -> None:
     a restarted container with the same host name and pids would add them up again. Called
     by the web server as it starts, before any of its processes has written one."""
     if MULTIPROC_DIR:
-        for path in Path(MULTIPROC_DIR).glob(f"gauge_live*_{_HOST}-*.db"):
-            path.unlink(missing_ok=True)
+        for path in Path(MULTIPROC_DIR).glob("gauge_live*_*.db"):
+            # Named gauge_live<mode>_<host>-<pid>.db; a host may have dashes in its name.
+            host, _, pid = path.stem.split("_", 2)[-1].rpartition("-")
+            if host == _HOST and pid.isdigit():
+                path.unlink(missing_ok=True)
 
 
 _SCRAPE_COLLECTORS: list[Collector] = []

@@ -37,13 +37,13 @@ logger = structlog.stdlib.get_logger("gemini_clone.request")
 # their last two digits only. Control characters (the path is percent-decoded) are escaped,
 # so a path cannot forge a line of the console format.
 _LONG_NUMBER = re.compile(r"\d{7,}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _logged_path(path: str, *, ids_only: bool) -> str:
     if not ids_only:
         path = _LONG_NUMBER.sub(lambda number: "*" * (len(number[0]) - 2) + number[0][-2:], path)
-    return _CONTROL.sub(lambda char: f"\\x{ord(char[0]):02x}", path)
+    return _CONTROL.sub(lambda char: f"\\u{ord(char[0]):04x}", path)
 
 
 class RequestLog:

@@ -352,11 +352,11 @@ class MeView(RendersUser, APIView):
         summary="Delete my account and everything held about me",
         description=(
             "Needs the account's `password`, or, for an account without one, a login `otp` "
-            "(send-otp first): an access token alone is not enough. Closes an open Stripe "
-            "Checkout and cancels the Stripe subscription at once, then deletes the "
-            "chatrooms, messages, usage, tokens, codes and the account, with their cached "
-            "data. Every token of the account is refused "
-            "from then on; the number can sign up again."
+            "(send-otp first): an access token alone is not enough. Deletes the chatrooms, "
+            "messages, usage, tokens and the account with their cached data, and, in the "
+            "same transaction, closes an open Stripe Checkout and cancels the Stripe "
+            "subscription at once. Every token of the account is refused from then on; the "
+            "number can sign up again (after the resend cooldown if a code was just sent)."
         ),
         request=s.AccountDeleteSerializer,
         responses={

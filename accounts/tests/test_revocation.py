@@ -8,40 +8,12 @@ so a change that could not replace it must not happen at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-import redis
 
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from core.devservers import start_redis
 
 NEW_PASSWORD = "another-Orbit-8-lantern"
-
-
-@pytest.fixture
-def cache_redis(settings, tmp_path: Path) -> Iterator[redis.Redis]:
-    server = start_redis(tmp_path / "redis", persist=False)
-    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
-    caches["default"]["LOCATION"] = server.url
-    settings.CACHES = caches
-    client = redis.Redis.from_url(server.url)
-    try:
-        yield client
-    finally:
-        client.close()
-        server.stop()
-
-
-def _refuse_writes(client: redis.Redis) -> None:
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", 1)
-
-
-def _accept_writes(client: redis.Redis) -> None:
-    client.config_set("maxmemory", 0)
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -63,7 +35,7 @@ def test_a_password_change_that_cannot_clear_the_cache_is_refused(api_client, ca
     user = UserFactory()
     access = _login(api_client, user)
 
-    _refuse_writes(cache_redis)
+    cache_redis.refuse_writes()
     response = api_client.post(
         "/api/auth/change-password",
         {"old_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
@@ -77,7 +49,7 @@ def test_a_password_change_that_cannot_clear_the_cache_is_refused(api_client, ca
     user.refresh_from_db()
     assert user.check_password(DEFAULT_PASSWORD)  # nothing changed
 
-    _accept_writes(cache_redis)
+    cache_redis.accept_writes()
     response = api_client.post(
         "/api/auth/change-password",
         {"old_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
@@ -95,7 +67,7 @@ def test_a_password_reset_that_cannot_clear_the_cache_is_refused(api_client, cac
     sent = api_client.post("/api/auth/forgot-password", {"phone": str(user.phone)}, format="json")
     code = sent.json()["otp"]
 
-    _refuse_writes(cache_redis)
+    cache_redis.refuse_writes()
     reset = {"phone": str(user.phone), "otp": code, "new_password": NEW_PASSWORD}
     response = api_client.post("/api/auth/reset-password", reset, format="json")
     assert response.status_code == 503, response.content
@@ -103,7 +75,7 @@ def test_a_password_reset_that_cannot_clear_the_cache_is_refused(api_client, cac
     assert user.check_password(DEFAULT_PASSWORD)
     assert api_client.get("/api/user/me", **_bearer(access)).status_code == 200
 
-    _accept_writes(cache_redis)
+    cache_redis.accept_writes()
     # The refused reset used nothing up: the same code works once Redis takes writes again.
     assert api_client.post("/api/auth/reset-password", reset, format="json").status_code == 200
     assert api_client.get("/api/user/me", **_bearer(access)).status_code == 401
@@ -116,7 +88,7 @@ def test_a_deactivation_that_cannot_clear_the_cache_is_refused_in_the_admin(
     user = UserFactory()
     access = _login(api_client, user)
 
-    _refuse_writes(cache_redis)
+    cache_redis.refuse_writes()
     response = admin_client.post(
         "/admin/accounts/user/",
         {"action": "delete_selected", "_selected_action": [user.pk], "post": "yes"},
@@ -130,7 +102,7 @@ def test_a_deactivation_that_cannot_clear_the_cache_is_refused_in_the_admin(
     assert user.is_active
     assert api_client.get("/api/user/me", **_bearer(access)).status_code == 200
 
-    _accept_writes(cache_redis)
+    cache_redis.accept_writes()
     user.is_active = False
     user.save()
     assert api_client.get("/api/user/me", **_bearer(access)).status_code == 401
@@ -141,7 +113,7 @@ def test_logins_and_profile_edits_still_work_while_the_cache_refuses_writes(
     api_client, cache_redis
 ):
     user = UserFactory()
-    _refuse_writes(cache_redis)
+    cache_redis.refuse_writes()
     access = _login(api_client, user)  # saves last_login: a change that revokes nothing
     response = api_client.patch(
         "/api/user/me", {"name": "Renamed"}, format="json", **_bearer(access)

@@ -15,7 +15,7 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.models import LoginFailureCount, OneTimeCode, OtpFailureStreak, User
+from accounts.models import LoginFailureCount, OneTimeCode, User
 from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
 from billing import stripe_client
@@ -74,14 +74,15 @@ def _account_with_history(client: APIClient, *, password: str | None) -> dict[st
     }
 
 
-def _rows_of(user_id: int, reply_id: int, jtis: list[str]) -> dict[str, int]:
-    """Rows that name the user, in every table with a foreign key to it, and those keyed by
-    the phone, the chatrooms or the tokens instead."""
+def _rows_of(user_id: int, message_ids: list[int], jtis: list[str]) -> dict[str, int]:
+    """Rows that name the user, in every table with a foreign key or a one-to-one key to it,
+    and those keyed by the chatrooms, the messages or the tokens instead. The number's codes
+    and failure counters are left out: they stay until their purge (`_codes_unusable`)."""
     found: dict[str, int] = {}
     for model in apps.get_models():
         for field in model._meta.get_fields():
             if (
-                getattr(field, "many_to_one", False)
+                (getattr(field, "many_to_one", False) or getattr(field, "one_to_one", False))
                 and field.concrete
                 and field.related_model is User
             ):
@@ -89,13 +90,16 @@ def _rows_of(user_id: int, reply_id: int, jtis: list[str]) -> dict[str, int]:
                 if count:
                     found[f"{model._meta.label}.{field.name}"] = count
     found["user"] = User.objects.filter(pk=user_id).count()
-    found["messages"] = Message.objects.filter(pk=reply_id).count()
+    found["messages"] = Message.objects.filter(pk__in=message_ids).count()
     found["chatrooms"] = Chatroom.objects.filter(user_id=user_id).count()
-    found["codes"] = OneTimeCode.objects.filter(phone=PHONE).count()
-    found["streaks"] = OtpFailureStreak.objects.filter(phone=PHONE).count()
-    found["login failures"] = LoginFailureCount.objects.filter(key=f"phone:{PHONE}").count()
     found["tokens"] = OutstandingToken.objects.filter(jti__in=jtis).count()
     return {name: count for name, count in found.items() if count}
+
+
+def _codes_unusable() -> bool:
+    """The number's send log stays (the limits on texts count it), without a usable code."""
+    codes = OneTimeCode.objects.filter(phone=PHONE)
+    return codes.exists() and not codes.exclude(code_hash="", used_at__isnull=False).exists()
 
 
 def _keys_of(user_id: int, reply_id: int) -> dict[str, str]:
@@ -121,15 +125,19 @@ def _keys_of(user_id: int, reply_id: int) -> dict[str, str]:
 
 def _auth_tombstone_only(keys: dict[str, str], user_id: int) -> None:
     """What may stay for a few seconds: the marker that keeps a racing request from caching
-    the deleted row again (no data, `accounts.auth_cache`)."""
+    the deleted row again (no data, `accounts.auth_cache`); and for its minute, the number's
+    count of password checks, a limit that deleting the account must not reset."""
     redis = get_redis_connection("default")
     for key in keys:
+        if f"password-checks:account:{PHONE}:" in key:
+            assert 0 < redis.ttl(key) <= 120
+            continue
         assert key.endswith(f"auth-user:{key.split(':')[-2]}:{user_id}"), keys
         assert 0 < redis.ttl(key) <= 10
         assert b"forgotten" in redis.get(key)
 
 
-def test_deleting_cancels_pro_at_stripe_and_leaves_no_row_and_no_key(fake_stripe):
+def test_deleting_cancels_pro_at_stripe_and_leaves_no_row_and_no_key(fake_stripe, settings):
     client = APIClient()
     account = _account_with_history(client, password=PASSWORD)
     user_id, reply_id, access = account["user_id"], account["reply_id"], account["access"]
@@ -139,29 +147,44 @@ def test_deleting_cancels_pro_at_stripe_and_leaves_no_row_and_no_key(fake_stripe
     assert client.get("/api/user/me", **_auth(access)).json()["tier"] == "pro"
     subscription_id = fake_stripe.subscriptions[-1]["id"]
     jtis = list(OutstandingToken.objects.filter(user_id=user_id).values_list("jti", flat=True))
-    before_rows = _rows_of(user_id, reply_id, jtis)
+    message_ids = list(
+        Message.objects.filter(chatroom__user_id=user_id).values_list("pk", flat=True)
+    )
+    assert len(message_ids) == 2  # the prompt and the reply
+    before_rows = _rows_of(user_id, message_ids, jtis)
     before_keys = _keys_of(user_id, reply_id)
-    assert {"billing.Subscription.user", "usage.DailyUsage.user", "chatrooms", "messages",
-            "tokens", "codes", "user"} <= set(before_rows)  # fmt: skip
+    assert {"billing.Subscription.user", "billing.BillingAccount.user", "usage.DailyUsage.user",
+            "chatrooms", "messages", "tokens", "user"} <= set(before_rows)  # fmt: skip
     assert len(before_keys) >= 4, before_keys  # list pages and epoch, throttle, stream...
 
     wrong = _delete(client, access, {"password": "not it"})
     assert (wrong.status_code, error_code(wrong)) == (400, "password_incorrect")
     missing = _delete(client, access, {})
     assert (missing.status_code, error_code(missing)) == (400, "validation_error")
-    after_refusals = _rows_of(user_id, reply_id, jtis)
-    assert after_refusals.pop("login failures") == 1  # the wrong password counts like a login's
-    assert after_refusals == before_rows
+    assert _rows_of(user_id, message_ids, jtis) == before_rows
+    # The wrong password counted like a login's.
+    assert LoginFailureCount.objects.filter(key=f"phone:{PHONE}").count() == 1
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
 
     deleted = _delete(client, access, {"password": PASSWORD})
 
     assert deleted.status_code == 204, deleted.content
     assert fake_stripe.subscription(subscription_id)["status"] == "canceled"
-    assert _rows_of(user_id, reply_id, jtis) == {}
+    customer = fake_stripe.customer(fake_stripe.subscription(subscription_id)["customer"])
+    assert customer["phone"] is None and customer["metadata"] == {}
+    assert _rows_of(user_id, message_ids, jtis) == {}
+    assert _codes_unusable()
+    # Deleting must not reset the limits on texts and guesses: the counters stay.
+    assert LoginFailureCount.objects.filter(key=f"phone:{PHONE}").count() == 1
     _auth_tombstone_only(_keys_of(user_id, reply_id), user_id)
+    # The cancellation's own webhook events arrive after the deletion: stored without details.
+    assert fake_stripe.deliver_pending()
+    late = StripeEvent.objects.get(type="customer.subscription.deleted")
+    assert set(late.payload["data"]["object"]) <= {"id", "object", "customer", "status"}
     assert client.get("/api/user/me", **_auth(access)).status_code == 401
-    # The number is free: a new account, a new id, no history.
+    # The number is free: a new account, a new id, no history; once the resend cooldown of
+    # the last code is over (the send log stays, so deleting cannot reset the text limits).
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
     again = login_with_code(client, PHONE)
     assert again["user"]["id"] != user_id
     assert client.get("/api/chatroom", **_auth(again["access"])).json()["results"] == []
@@ -325,6 +348,9 @@ def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
     _, created = at_once([delete_slowly, create])
 
     assert (created.status_code, error_code(created)) == (401, "authentication_failed")
+    # AccountGone's words: the create waited for the deletion's lock and found the user gone
+    # (authenticating after the deletion would have failed with other words).
+    assert created.json()["error"]["message"] == "This account no longer exists."
     assert not User.objects.filter(pk=user.pk).exists()
 
 
@@ -342,3 +368,25 @@ def test_a_reply_in_flight_refuses_before_the_password_counts_or_stripe_is_calle
     assert (refused.status_code, error_code(refused)) == (409, "reply_in_progress")
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
     assert not LoginFailureCount.objects.filter(key=f"phone:{PHONE}").exists()
+
+
+def test_a_refusal_inside_the_deletion_leaves_the_subscription_alone(fake_stripe, cache_redis):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    subscription_id = fake_stripe.subscriptions[-1]["id"]
+    requests_before = len(fake_stripe.requests)
+    cache_redis.refuse_writes()  # the revocation of the cached user row cannot be written
+
+    try:
+        refused = _delete(client, account["access"], {"password": PASSWORD})
+    finally:
+        cache_redis.accept_writes()
+
+    assert (refused.status_code, error_code(refused)) == (503, "service_unavailable")
+    assert User.objects.filter(pk=account["user_id"]).exists()
+    assert Message.objects.filter(pk=account["reply_id"]).exists()
+    assert fake_stripe.subscription(subscription_id)["status"] == "active"
+    assert len(fake_stripe.requests) == requests_before  # Stripe was never asked

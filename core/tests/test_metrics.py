@@ -100,6 +100,7 @@ def test_a_starting_web_server_forgets_only_its_hosts_live_gauges(tmp_path, monk
     stale = tmp_path / f"gauge_livesum_{host}-4242.db"  # a killed process's open streams
     kept = [
         tmp_path / "gauge_livesum_other-host-4242.db",  # another container's, alive
+        tmp_path / f"gauge_livesum_{host}-2-4242.db",  # a host whose name extends ours
         tmp_path / f"counter_{host}-4242.db",  # counters outlive their process by design
     ]
     for path in (stale, *kept):

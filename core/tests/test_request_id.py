@@ -129,12 +129,12 @@ def test_a_catch_all_route_masks_the_number_and_control_characters_are_escaped(c
     caplog.set_level(logging.INFO, logger="gemini_clone.request")
     # The admin's catch-all matches any path under /admin/: the client's text, not our ids.
     _serve("GET", "/admin/+919812345678/", [])
-    _serve("GET", "/api/x\n2026-12-04 [info] forged line", [])
+    _serve("GET", "/api/x\n2026-12-04 [info] forged\u2028line\x9b", [])
 
     admin, forged = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
     assert admin["route"] is not None
     assert admin["path"] == "/admin/+**********78/"
-    assert forged["path"] == "/api/x\\x0a2026-12-04 [info] forged line"
+    assert forged["path"] == "/api/x\\u000a2026-12-04 [info] forged\\u2028line\\u009b"
 
 
 def test_a_foreign_lines_extra_fields_other_than_the_status_stay_out(capsys, settings):

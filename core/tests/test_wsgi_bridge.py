@@ -95,9 +95,12 @@ def test_a_thread_keeps_djangos_caches_across_requests_and_gets_each_requests_ow
         async def send(message):
             sent.append(message)
 
+        async def receive():
+            raise AssertionError("the bridge reads the body from the scope")
+
         token = request_id_var.set(request_id)
         try:
-            await bridge(_scope(method="GET"), None, send)
+            await bridge(_scope(method="GET"), receive, send)
         finally:
             request_id_var.reset(token)
         return sent[0]["status"]
