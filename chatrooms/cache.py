@@ -34,6 +34,8 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.redis_scripts import script_run
+
 logger = logging.getLogger(__name__)
 
 # Far longer than any request, so an epoch never resets under a miss that is still running.
@@ -65,6 +67,11 @@ return 1
 """
 
 
+# KEYS: the user's pages, their epoch. ARGV: the page's field. Both values (nil when
+# missing) in one command.
+_READ = b"return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}"
+
+
 @dataclass(frozen=True)
 class CacheRead:
     """A page body on a hit; on a miss, the epoch to hand back to `list_cache_store`."""
@@ -88,10 +95,7 @@ def list_cache_read(*, user_id: int, field: str) -> CacheRead:
         return CacheRead(body=None, epoch=None)
     pages_key, epoch_key = _keys(user_id)
     try:
-        pipe = _redis().pipeline(transaction=False)
-        pipe.hget(pages_key, field)
-        pipe.get(epoch_key)
-        body, epoch = pipe.execute()
+        body, epoch = script_run(_redis(), _READ, [pages_key, epoch_key], field)
     except RedisError as exc:
         logger.warning("Chatroom list cache unavailable, reading the database: %r", exc)
         return CacheRead(body=None, epoch=None)

@@ -26,7 +26,6 @@ against its user's budget too: the price of one round trip instead of two.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -35,8 +34,10 @@ from typing import TYPE_CHECKING, Any, cast
 from django.conf import settings
 from django.http import HttpRequest
 from django_redis import get_redis_connection
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
+
+from core.redis_scripts import script_run
 
 if TYPE_CHECKING:  # rest_framework.views loads this module through its settings
     from rest_framework.request import Request
@@ -59,7 +60,13 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-_COUNT_SHA = hashlib.sha1(_COUNT, usedforsecurity=False).hexdigest()
+# The same, and the value at KEYS[2] (nil when missing) in the same reply: one command
+# instead of a pipeline of two (`core.redis_scripts`).
+_COUNT_AND_GET = b"""
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('GET', KEYS[2])}
+"""
 
 
 def _count_request(*, user_id: int, window: int, also_get: str | None) -> tuple[int, Any]:
@@ -68,15 +75,8 @@ def _count_request(*, user_id: int, window: int, also_get: str | None) -> tuple[
     client = get_redis_connection("default")
     key = _key(user_id=user_id, window=window)
     if also_get is None:
-        try:
-            count = client.evalsha(_COUNT_SHA, 1, key, WINDOW_SECONDS * 2)
-        except NoScriptError:  # the first call since this Redis started: EVAL also caches it
-            count = client.eval(_COUNT, 1, key, WINDOW_SECONDS * 2)
-        return int(count), None
-    pipe = client.pipeline(transaction=False)
-    pipe.get(also_get)
-    pipe.eval(_COUNT, 1, key, WINDOW_SECONDS * 2)  # EVAL: a pipeline cannot fall back
-    value, count = pipe.execute()
+        return int(script_run(client, _COUNT, [key], WINDOW_SECONDS * 2)), None
+    count, value = script_run(client, _COUNT_AND_GET, [key, also_get], WINDOW_SECONDS * 2)
     return int(count), value
 
 
