@@ -62,6 +62,14 @@ def otp_login_send(*, phone: str, client_ip: str | None) -> IssuedCode:
 def _user_mark_logged_in(
     *, user: User, client_ip: str | None, phone_verified: bool = False
 ) -> None:
+    """AccountGone when the account was deleted while the login was checked."""
+    with transaction.atomic():
+        if not User.objects.select_for_update().filter(pk=user.pk).exists():
+            raise AccountGone()
+        _user_login_record(user=user, client_ip=client_ip, phone_verified=phone_verified)
+
+
+def _user_login_record(*, user: User, client_ip: str | None, phone_verified: bool) -> None:
     now = timezone.now()
     user.last_login = now
     fields = ["last_login"]
@@ -358,17 +366,19 @@ def account_deletion_verify(
     check.raise_unless_accepted()
 
 
-def account_lock_for_deletion(*, user_id: int) -> bool:
-    """Take the user's row first in a deletion's transaction, as every writer of the user's
-    tokens does (token rotation, logout), so those and the deletion queue instead of
-    deadlocking; False when it is gone already. NO KEY UPDATE: a send that only references
-    the user is not held up, and a chatroom create, which takes the same lock, waits and
-    then finds the account gone (`AccountGone`)."""
+def account_lock_for_deletion(*, user: User) -> bool:
+    """Take the number's lock and then the user's row, first in a deletion's transaction, in
+    the order every writer of the account takes them (code checks and logins: the number,
+    then the row; token rotation and logout: the row), so those and the deletion queue
+    instead of deadlocking; False when the account is gone already. NO KEY UPDATE: a send
+    that only references the user is not held up, and a chatroom create, which takes the
+    same lock, waits and then finds the account gone (`AccountGone`)."""
+    phone_lock(str(user.phone))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM {connection.ops.quote_name(User._meta.db_table)} "  # noqa: S608
             "WHERE id = %s FOR NO KEY UPDATE",
-            [user_id],
+            [user.pk],
         )
         return cursor.fetchone() is not None
 

@@ -26,8 +26,10 @@ from billing.errors import WebhookProcessingFailed
 from billing.models import RetiredCustomer, StripeEvent, Subscription
 from billing.snapshots import (
     checkout_snapshot,
+    event_customer_id,
     from_timestamp,
     invoice_snapshot,
+    retired_payload,
     subscription_snapshot,
 )
 
@@ -55,30 +57,13 @@ def _event_row(event: dict[str, Any]) -> StripeEvent:
     )
 
 
-# What is kept of an event about a deleted account's customer: enough for the handlers
-# (a subscription's id, customer, status), nothing about the person (an invoice's phone,
-# e-mail and name are not).
-_RETIRED_OBJECT_FIELDS = ("id", "object", "customer", "status")
-
-
 def _storable_payload(event: dict[str, Any]) -> dict[str, Any]:
     """The event as Stripe sent it; reduced to ids and states when it is about the customer
     of a deleted account (the deletion itself makes Stripe send some: the cancellations)."""
-    data = event.get("data")
-    stripe_object = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(stripe_object, dict):
-        return event
-    customer = stripe_object.get("customer")
-    if isinstance(customer, dict):
-        customer = customer.get("id")
-    if stripe_object.get("object") == "customer":
-        customer = stripe_object.get("id")
-    if not isinstance(customer, str) or not customer:
-        return event
-    if not RetiredCustomer.objects.filter(stripe_customer_id=customer).exists():
-        return event
-    kept = {name: stripe_object[name] for name in _RETIRED_OBJECT_FIELDS if name in stripe_object}
-    return {**{k: v for k, v in event.items() if k != "data"}, "data": {"object": kept}}
+    customer_id = event_customer_id(event)
+    if customer_id and RetiredCustomer.objects.filter(stripe_customer_id=customer_id).exists():
+        return retired_payload(event)
+    return event
 
 
 def stripe_event_process(*, stripe_event_id: str) -> StripeEvent:
@@ -163,6 +148,12 @@ def _retired_customers_subscription_cancel(subscription: dict[str, Any]) -> dict
         return None
     if not RetiredCustomer.objects.filter(stripe_customer_id=snapshot.customer_id).exists():
         return None
+    # The event's state may be old (a redelivery, an update after the cancel): Stripe's now.
+    current = subscription_snapshot(
+        stripe_client.subscription_retrieve(subscription_id=snapshot.id)
+    )
+    if current.status in Subscription.FINAL_STATUSES:
+        return {"canceled": snapshot.id}
     stripe_client.subscription_cancel(subscription_id=snapshot.id)
     logger.warning(
         "Canceled Stripe subscription %s: its customer %s belonged to a deleted account",

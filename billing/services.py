@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from accounts.errors import AccountGone
 from accounts.models import User
 from billing import stripe_client
 from billing.errors import (
@@ -23,6 +25,7 @@ from billing.errors import (
 )
 from billing.models import BillingAccount, RetiredCustomer, StripeEvent, Subscription
 from billing.selectors import user_is_pro
+from billing.snapshots import retired_payload
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,10 @@ def pro_checkout_start(*, user: User) -> stripe_client.CheckoutSession:
         logger.warning("Stripe no longer knows customer %s; replacing it", customer_id)
         customer_id = billing_customer_ensure(user=user, replacing=customer_id)
         session = _checkout_session_create(user=user, customer_id=customer_id)
-    BillingAccount.objects.filter(user=user).update(checkout_session_id=session.id)
+    if not BillingAccount.objects.filter(user=user).update(checkout_session_id=session.id):
+        # The account was deleted meanwhile (its billing row with it): nobody may pay this.
+        stripe_client.checkout_session_expire(session_id=session.id)
+        raise AccountGone()
     return session
 
 
@@ -224,7 +230,6 @@ class RetiringCustomer:
     """The Stripe side of an account being deleted: what must be closed at Stripe."""
 
     stripe_customer_id: str
-    checkout_session_id: str
 
 
 def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
@@ -232,9 +237,11 @@ def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
     user's row goes (the billing rows go with it): the webhook events stored about the
     customer are deleted (their payloads hold its phone and details), and its id is kept
     alone as retired (`RetiredCustomer`: a subscription that still appears for it is canceled
-    by the webhook). None when the user never had a Stripe customer; BillingUnavailable when
-    they had one but Stripe is not configured here to close it."""
-    account = BillingAccount.objects.filter(user=user).first()
+    by the webhook). The billing row is locked first: a first purchase creating the customer
+    at this moment is waited for, so its customer is retired too. None when the user never
+    had a Stripe customer; BillingUnavailable when they had one but Stripe is not configured
+    here to close it."""
+    account = BillingAccount.objects.select_for_update().filter(user=user).first()
     if account is None or not account.stripe_customer_id:
         return None
     if not stripe_client.stripe_is_configured():
@@ -244,35 +251,51 @@ def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
         Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
     ).delete()
     RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)
-    return RetiringCustomer(
-        stripe_customer_id=customer_id, checkout_session_id=account.checkout_session_id
-    )
+    # Events that arrive while the deletion's transaction is open do not see the retired
+    # customer yet and are stored whole: reduced once it commits.
+    transaction.on_commit(partial(retired_customer_events_reduce, customer_id=customer_id))
+    return RetiringCustomer(stripe_customer_id=customer_id)
 
 
 def billing_customer_close_at_stripe(*, customer: RetiringCustomer) -> int:
     """The second half, the last step of the deletion's transaction, so that Stripe not
-    answering rolls the whole deletion back (PaymentProviderError): the open Checkout is
-    closed (it can no longer be paid), the customer's phone and our user id are removed at
-    Stripe, and every live subscription is canceled now, from Stripe's own list (not our
-    mirror, which a lost webhook could leave behind); returns how many. In that order, a
-    Checkout paid before it was closed made a subscription the list shows. The customer
-    stays at Stripe with its invoices, as accounting needs."""
-    if customer.checkout_session_id:
-        stripe_client.checkout_session_expire(session_id=customer.checkout_session_id)
+    answering rolls the deletion back (PaymentProviderError): every open Checkout of the
+    customer is closed (none can be paid any more), every live subscription canceled now,
+    from Stripe's own list (not our mirror, which a lost webhook could leave behind), then
+    the customer's phone and our user id removed; returns how many were canceled. In that
+    order, a Checkout paid before it was closed made a subscription the list shows. Stripe
+    failing halfway leaves what was done done (a retry finishes it). The customer stays at
+    Stripe with its invoices, as accounting needs."""
+    customer_id = customer.stripe_customer_id
     try:
-        stripe_client.customer_details_forget(customer_id=customer.stripe_customer_id)
-        subscriptions = stripe_client.subscriptions_of_customer(
-            customer_id=customer.stripe_customer_id
-        )
+        for session_id in stripe_client.open_checkout_sessions_of_customer(customer_id=customer_id):
+            stripe_client.checkout_session_expire(session_id=session_id)
+        subscriptions = stripe_client.subscriptions_of_customer(customer_id=customer_id)
+        live = [s["id"] for s in subscriptions if s.get("status") not in _ENDED_AT_STRIPE]
+        for subscription_id in live:
+            stripe_client.subscription_cancel(subscription_id=subscription_id)
+        stripe_client.customer_details_forget(customer_id=customer_id)
     except StripeObjectMissing:
         return 0  # the customer was deleted at Stripe, and its subscriptions with it
-    live = [s["id"] for s in subscriptions if s.get("status") not in _ENDED_AT_STRIPE]
-    for subscription_id in live:
-        stripe_client.subscription_cancel(subscription_id=subscription_id)
     if live:
         logger.info(
             "Canceled %s Stripe subscription(s) of customer %s, whose account is being deleted",
             len(live),
-            customer.stripe_customer_id,
+            customer_id,
         )
     return len(live)
+
+
+def retired_customer_events_reduce(*, customer_id: str) -> int:
+    """Reduce the stored webhook events about a retired customer to ids and states (as
+    `billing.events` stores them from then on); returns how many changed."""
+    changed = 0
+    rows = StripeEvent.objects.filter(
+        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
+    )
+    for row in rows:
+        reduced = retired_payload(row.payload)
+        if reduced != row.payload:
+            StripeEvent.objects.filter(pk=row.pk).update(payload=reduced)
+            changed += 1
+    return changed

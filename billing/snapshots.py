@@ -112,3 +112,33 @@ def checkout_snapshot(session: dict[str, Any]) -> CheckoutSnapshot:
         subscription_id=_id_of(session.get("subscription")),
         user_id=_positive_int(session.get("client_reference_id")) or _metadata_user_id(session),
     )
+
+
+# What is kept of an event about a deleted account's customer: enough for the handlers
+# (a subscription's id, customer, status), nothing about the person (an invoice's phone,
+# e-mail and name, a customer update's previous phone are not).
+_RETIRED_OBJECT_FIELDS = ("id", "object", "customer", "status")
+
+
+def event_customer_id(event: dict[str, Any]) -> str:
+    """The Stripe customer an event is about: its object's `customer`, or the object itself
+    when it is a customer; "" when none."""
+    data = event.get("data")
+    stripe_object = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(stripe_object, dict):
+        return ""
+    if stripe_object.get("object") == "customer":
+        return _id_of(stripe_object.get("id"))
+    return _id_of(stripe_object.get("customer"))
+
+
+def retired_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """The event reduced to its envelope and its object's ids and state."""
+    data = event.get("data")
+    stripe_object = data.get("object") if isinstance(data, dict) else None
+    kept = (
+        {name: stripe_object[name] for name in _RETIRED_OBJECT_FIELDS if name in stripe_object}
+        if isinstance(stripe_object, dict)
+        else {}
+    )
+    return {**{k: v for k, v in event.items() if k != "data"}, "data": {"object": kept}}

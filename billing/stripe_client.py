@@ -146,6 +146,15 @@ def checkout_session_expire(*, session_id: str) -> bool:
     return True
 
 
+def open_checkout_sessions_of_customer(*, customer_id: str) -> list[str]:
+    """The ids of the customer's Checkout Sessions that can still be paid."""
+    with _stripe_errors("checkout session list"):
+        page = _client().v1.checkout.sessions.list(
+            params={"customer": customer_id, "status": "open", "limit": 100}
+        )
+        return [str(session.id) for session in page.auto_paging_iter()]
+
+
 def portal_session_create(*, customer_id: str, return_url: str) -> str:
     """The URL of a Billing Portal session for `customer_id`."""
     with _stripe_errors("billing portal session creation"):

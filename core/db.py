@@ -58,3 +58,11 @@ def db_patiently(step: Callable[[], T], *, what: str, give_up_after: float) -> T
                 raise
             logger.warning("%s: PostgreSQL unavailable (%s); trying again", what, exc)
             time.sleep(DB_RETRY_SECONDS)
+
+
+def constraints_check_now() -> None:
+    """Check the deferred constraints (Django's foreign keys are checked at commit) now, in
+    the current transaction: IntegrityError here instead of at the commit, before a step
+    that cannot be undone."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

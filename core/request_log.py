@@ -32,10 +32,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = structlog.stdlib.get_logger("gemini_clone.request")
 
-# A path that is not one of our routes with only ids in it (no route matched, or a
-# catch-all did) is whatever the client sent, a phone number included: long digit runs keep
-# their last two digits only. Control characters (the path is percent-decoded) are escaped,
-# so a path cannot forge a line of the console format.
+# A path that is not one of our routes with only ids in it (no route matched, a catch-all
+# did, or the id was not found) is whatever the client sent, a phone number included: long
+# digit runs keep their last two digits only. Control characters (the path is
+# percent-decoded) are escaped, so a path cannot forge a line of the console format.
 _LONG_NUMBER = re.compile(r"\d{7,}")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -43,6 +43,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def _logged_path(path: str, *, ids_only: bool) -> str:
     if not ids_only:
         path = _LONG_NUMBER.sub(lambda number: "*" * (len(number[0]) - 2) + number[0][-2:], path)
+    if "\\" in path:  # first, so a client's own "\u000a" cannot pass for an escaped one
+        path = path.replace("\\", "\\\\")
     return _CONTROL.sub(lambda char: f"\\u{ord(char[0]):04x}", path)
 
 
@@ -76,7 +78,8 @@ class RequestLog:
             logger.info(
                 "request",
                 method=scope["method"],
-                path=_logged_path(scope["path"], ids_only=facts.path_is_ids_only),
+                # A 404 on one of our routes is an id that is not ours: the client's text too.
+                path=_logged_path(scope["path"], ids_only=facts.path_is_ids_only and status != 404),
                 route=facts.route,
                 status=status or None,  # None: the client left before any answer
                 duration_ms=round(seconds * 1000, 1),

@@ -24,6 +24,7 @@ from accounts.models import User
 from accounts.services import account_delete, account_deletion_verify, account_lock_for_deletion
 from billing.services import billing_customer_close_at_stripe, billing_customer_retire
 from chatrooms.services import chatrooms_of_user_delete, user_replies_in_flight_refuse
+from core.db import constraints_check_now
 from core.throttling import request_counts_forget
 
 
@@ -34,11 +35,14 @@ def account_delete_everything(
     user_replies_in_flight_refuse(user_id=user_id)
     account_deletion_verify(user=user, password=password, otp=otp, client_ip=client_ip)
     with transaction.atomic():
-        if not account_lock_for_deletion(user_id=user_id):
+        if not account_lock_for_deletion(user=user):
             return  # a concurrent deletion of the same account finished first
         chatrooms_of_user_delete(user_id=user_id)
         stripe_customer = billing_customer_retire(user=user)
         account_delete(user=user)  # usage and billing rows go with it (foreign keys)
+        # Foreign keys are checked at commit: a row that references the user and came in
+        # meanwhile must refuse the deletion now, before Stripe, not after it.
+        constraints_check_now()
         if stripe_customer is not None:
             billing_customer_close_at_stripe(customer=stripe_customer)
         transaction.on_commit(lambda: request_counts_forget(user_id=user_id))

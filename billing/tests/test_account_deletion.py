@@ -20,6 +20,7 @@ from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
 from billing import stripe_client
 from billing.models import BillingAccount, RetiredCustomer, StripeEvent
+from billing.services import retired_customer_events_reduce
 from billing.tests.helpers import error_code, subscribe
 from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
@@ -302,7 +303,9 @@ def test_a_checkout_paid_after_the_deletion_is_canceled_by_the_webhook(fake_stri
     client.force_authenticate(None)
     customer_id = BillingAccount.objects.get(user=user).stripe_customer_id
     assert customer_id
-    # A Checkout made by a purchase that raced the deletion: its id never reached our row.
+    assert _delete(client, account["access"], {"password": PASSWORD}).status_code == 204
+    # A Checkout that a purchase racing the deletion opened after the deletion closed the
+    # customer's open ones (it read the customer's id before the deletion took its row).
     raced = stripe_client.checkout_session_create(
         customer_id=customer_id,
         price_id=settings.STRIPE_PRO_PRICE_ID,
@@ -310,7 +313,6 @@ def test_a_checkout_paid_after_the_deletion_is_canceled_by_the_webhook(fake_stri
         success_url=settings.STRIPE_SUCCESS_URL,
         cancel_url=settings.STRIPE_CANCEL_URL,
     )
-    assert _delete(client, account["access"], {"password": PASSWORD}).status_code == 204
 
     fake_stripe.complete_checkout(raced.id)
 
@@ -331,7 +333,7 @@ def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
 
     def delete_slowly() -> None:
         with transaction.atomic():
-            assert account_lock_for_deletion(user_id=user.pk)
+            assert account_lock_for_deletion(user=user)
             locked.set()
             create_started.wait(10)
             time.sleep(0.5)  # the create is now waiting for the user's row
@@ -390,3 +392,55 @@ def test_a_refusal_inside_the_deletion_leaves_the_subscription_alone(fake_stripe
     assert Message.objects.filter(pk=account["reply_id"]).exists()
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
     assert len(fake_stripe.requests) == requests_before  # Stripe was never asked
+
+
+def test_a_late_event_with_a_stale_state_does_not_cancel_twice(fake_stripe, settings, post_event):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    user = User.objects.get(pk=account["user_id"])
+    client.force_authenticate(user)
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    subscription = fake_stripe.subscriptions[-1]
+    assert _delete(client, account["access"], {"password": PASSWORD}).status_code == 204
+    cancels = _cancel_requests(fake_stripe)
+    assert len(cancels) == 1
+
+    # An update Stripe sent before the cancel, delivered late: it still says active.
+    stale = {
+        "id": "evt_stale_update",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()) - 60,
+        "data": {"object": {**subscription, "status": "active"}},
+    }
+    assert post_event(stale).status_code == 200
+
+    row = StripeEvent.objects.get(stripe_event_id="evt_stale_update")
+    assert row.outcome == "canceled at Stripe: the customer's account was deleted"
+    assert _cancel_requests(fake_stripe) == cancels  # Stripe said canceled: not asked again
+    assert set(row.payload["data"]["object"]) <= {"id", "object", "customer", "status"}
+
+
+def _cancel_requests(fake_stripe: Any) -> list[Any]:
+    return [r for r in fake_stripe.requests if r["method"] == "DELETE"]
+
+
+def test_events_stored_before_the_customer_was_retired_are_reduced_to_ids(fake_stripe):
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    customer_id = BillingAccount.objects.get(user_id=account["user_id"]).stripe_customer_id
+    assert customer_id
+    stored = StripeEvent.objects.filter(payload__data__object__customer=customer_id)
+    assert any(set(row.payload["data"]["object"]) - {"id", "object", "customer", "status"}
+               for row in stored)  # fmt: skip
+    RetiredCustomer.objects.create(stripe_customer_id=customer_id)
+
+    # What the deletion runs once it commits, for events that came in while it was open.
+    assert retired_customer_events_reduce(customer_id=customer_id) == stored.count()
+
+    for row in stored.all():  # read again
+        assert set(row.payload["data"]["object"]) <= {"id", "object", "customer", "status"}
+        assert row.payload["id"] == row.stripe_event_id

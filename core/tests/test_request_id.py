@@ -129,12 +129,14 @@ def test_a_catch_all_route_masks_the_number_and_control_characters_are_escaped(c
     caplog.set_level(logging.INFO, logger="gemini_clone.request")
     # The admin's catch-all matches any path under /admin/: the client's text, not our ids.
     _serve("GET", "/admin/+919812345678/", [])
-    _serve("GET", "/api/x\n2026-12-04 [info] forged\u2028line\x9b", [])
+    _serve("GET", "/api/x\n2026-12-04 [info] forged\u2028line\x9b\\u000a", [])
 
     admin, forged = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
     assert admin["route"] is not None
     assert admin["path"] == "/admin/+**********78/"
-    assert forged["path"] == "/api/x\\u000a2026-12-04 [info] forged\\u2028line\\u009b"
+    assert forged["path"] == (
+        "/api/x\\u000a2026-12-04 [info] forged\\u2028line\\u009b\\\\u000a"
+    )  # the client's own backslash doubled: it cannot pass for an escape
 
 
 def test_a_foreign_lines_extra_fields_other_than_the_status_stay_out(capsys, settings):
@@ -153,3 +155,16 @@ def test_a_foreign_lines_extra_fields_other_than_the_status_stay_out(capsys, set
     line = formatter.format(record)
     assert '"status_code": 500' in line
     assert "9812345678" not in line
+
+
+@pytest.mark.django_db(transaction=True)  # the bridge's thread reads the user committed
+def test_an_id_that_is_not_found_on_a_known_route_is_masked_like_the_clients_text(caplog):
+    from accounts.tests.factories import UserFactory
+    from accounts.tokens import token_pair_issue
+
+    caplog.set_level(logging.INFO, logger="gemini_clone.request")
+    token = token_pair_issue(user=UserFactory()).access
+    _serve("GET", "/api/chatroom/919812345678", [(b"authorization", f"Bearer {token}".encode())])
+
+    (line,) = (r.msg for r in caplog.records if r.name == "gemini_clone.request")
+    assert (line["status"], line["path"]) == (404, "/api/chatroom/**********78")
