@@ -75,6 +75,15 @@ def _account_with_history(client: APIClient, *, password: str | None) -> dict[st
     }
 
 
+def _pro_account_with_history(client: APIClient, fake_stripe: Any) -> dict[str, Any]:
+    """`_account_with_history`, with a password, and Pro bought through the local Stripe."""
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    client.force_authenticate(None)
+    return account
+
+
 def _rows_of(user_id: int, message_ids: list[int], jtis: list[str]) -> dict[str, int]:
     """Rows that name the user, in every table with a foreign key or a one-to-one key to it,
     and those keyed by the chatrooms, the messages or the tokens instead. The number's codes
@@ -213,10 +222,7 @@ def test_an_account_without_a_password_proves_it_with_a_login_code():
 
 def test_stripe_down_deletes_nothing(fake_stripe, attempts):
     client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    client.force_authenticate(None)
+    account = _pro_account_with_history(client, fake_stripe)
     fake_stripe.fail_next(path_prefix="/v1/subscriptions", status=500, count=attempts)
 
     refused = _delete(client, account["access"], {"password": PASSWORD})
@@ -241,10 +247,7 @@ def test_a_reply_being_generated_refuses_the_deletion():
 
 def test_the_export_holds_the_users_data_and_no_secret(fake_stripe):
     client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    client.force_authenticate(None)
+    account = _pro_account_with_history(client, fake_stripe)
     stranger = APIClient()
     stranger.force_authenticate(User.objects.create_user(phone="+919812345999"))
     stranger.post("/api/chatroom", {"name": "Not yours"}, format="json")
@@ -358,10 +361,7 @@ def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
 
 def test_a_reply_in_flight_refuses_before_the_password_counts_or_stripe_is_called(fake_stripe):
     client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    client.force_authenticate(None)
+    account = _pro_account_with_history(client, fake_stripe)
     subscription_id = fake_stripe.subscriptions[-1]["id"]
     Message.objects.filter(pk=account["reply_id"]).update(status=Message.Status.STREAMING)
 
@@ -374,10 +374,7 @@ def test_a_reply_in_flight_refuses_before_the_password_counts_or_stripe_is_calle
 
 def test_a_refusal_inside_the_deletion_leaves_the_subscription_alone(fake_stripe, cache_redis):
     client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    client.force_authenticate(None)
+    account = _pro_account_with_history(client, fake_stripe)
     subscription_id = fake_stripe.subscriptions[-1]["id"]
     requests_before = len(fake_stripe.requests)
     cache_redis.refuse_writes()  # the revocation of the cached user row cannot be written
