@@ -82,3 +82,12 @@ class StreamsTooMany(ApiError):
 
     def __init__(self, *, limit: int, retry_after: int) -> None:
         super().__init__(details={"limit": limit}, headers={"Retry-After": str(retry_after)})
+
+
+class SearchTimedOut(ApiError):
+    status_code = 503
+    code = "search_timeout"
+    message = "The search took too long; try more specific words."
+
+    def __init__(self, *, timeout_ms: int) -> None:
+        super().__init__(details={"timeout_ms": timeout_ms})

@@ -17,9 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
-from django.db import connection
+from django.db import OperationalError, connection, transaction
+from psycopg.errors import QueryCanceled
 
+from chatrooms.errors import SearchTimedOut
 from chatrooms.models import Chatroom, Message
 
 SEARCH_CONFIG = "simple"  # as in migration 0006
@@ -113,20 +116,26 @@ def search(
 ) -> SearchPage:
     """One page of the user's messages and chatroom names matching `q`, best first."""
     after_rank, after_chatroom, after_message = after if after is not None else (None, 0, 0)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SEARCH_SQL,
-            {
-                "q": q,
-                "user_id": user_id,
-                "completed": Message.Status.COMPLETED.value,
-                "after_rank": after_rank,
-                "after_chatroom": after_chatroom,
-                "after_message": after_message,
-                "limit": limit + 1,
-                "headline": _HEADLINE,
-            },
-        )
+    params: dict[str, Any] = {
+        "q": q,
+        "user_id": user_id,
+        "completed": Message.Status.COMPLETED.value,
+        "after_rank": after_rank,
+        "after_chatroom": after_chatroom,
+        "after_message": after_message,
+        "limit": limit + 1,
+        "headline": _HEADLINE,
+    }
+    # Bounded: a word found in most of a long history makes PostgreSQL rank every match.
+    timeout_ms = int(settings.SEARCH_TIMEOUT_MS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+        try:
+            cursor.execute(_SEARCH_SQL, params)
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, QueryCanceled):
+                raise SearchTimedOut(timeout_ms=timeout_ms) from exc
+            raise
         rows = cursor.fetchall()
     hits = [
         SearchHit(

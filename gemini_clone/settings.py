@@ -253,6 +253,7 @@ CHATROOM_LIST_CACHE_TTL = env_int("CHATROOM_LIST_CACHE_TTL", 300)
 CHATROOM_LIST_CACHE_MAX_PAGES = env_int("CHATROOM_LIST_CACHE_MAX_PAGES", 32)
 CHATROOM_LIST_CACHE_MAX_BYTES = env_int("CHATROOM_LIST_CACHE_MAX_BYTES", 1024 * 1024)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
+SEARCH_TIMEOUT_MS = env_int("SEARCH_TIMEOUT_MS", 3000)
 # Requests one user may make to the authenticated API per clock minute; past it, 429
 # rate_limited. Counted in Redis, and not enforced while Redis is down (core.throttling).
 API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 1200)

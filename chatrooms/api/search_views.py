@@ -60,6 +60,11 @@ class SearchView(APIView):
                 "characters; `invalid_cursor`: a cursor not handed out to this user for this "
                 "query.",
             ),
+            503: OpenApiResponse(
+                ErrorResponseSerializer,
+                description="`search_timeout`: the search ran past SEARCH_TIMEOUT_MS (a word "
+                "found in most of a long history); try more specific words.",
+            ),
         },
     )
     def get(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from chatrooms.errors import SearchTimedOut
 from chatrooms.models import Message
 from chatrooms.search import _SEARCH_SQL, search  # the statement the endpoint runs
 from chatrooms.tests.factories import ChatroomFactory, MessageFactory, UserFactory, client_for
@@ -131,7 +132,7 @@ def test_unauthenticated_is_401():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_gin_index_finds_the_messages_among_100k(user):
+def test_the_gin_index_finds_the_messages_among_100k_and_a_broad_search_is_bounded(user, settings):
     room = ChatroomFactory.create(user=user)
     other_room = ChatroomFactory.create(user=UserFactory.create())
     with connection.cursor() as cursor:
@@ -171,3 +172,11 @@ def test_the_gin_index_finds_the_messages_among_100k(user):
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Bitmap Index Scan on message_search" in plan, plan
+
+    # A word in nearly every message of a long history: PostgreSQL would rank them all; the
+    # statement timeout ends it (here as short as can be) with the contract's error.
+    settings.SEARCH_TIMEOUT_MS = 1
+    with pytest.raises(SearchTimedOut):
+        search(user_id=user.pk, q="message", limit=20)
+    answer = client_for(user).get("/api/search", {"q": "message"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "search_timeout")
