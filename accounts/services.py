@@ -219,9 +219,11 @@ def password_login(*, phone: str, password: str, client_ip: str | None) -> Login
         if not user.is_active:
             raise AccountDisabled()
         raise PhoneNotVerified()
-    _user_mark_logged_in(user=user, client_ip=client_ip)
+    with transaction.atomic():  # the tokens too: a deletion must not slip in between
+        _user_mark_logged_in(user=user, client_ip=client_ip)
+        tokens = token_pair_issue(user=user)
     attempt.succeed()
-    return Login(user=user, tokens=token_pair_issue(user=user))
+    return Login(user=user, tokens=tokens)
 
 
 def password_forgot(*, phone: str, client_ip: str | None) -> IssuedCode:

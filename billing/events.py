@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import mirror, stripe_client
-from billing.errors import WebhookProcessingFailed
+from billing.errors import StripeObjectMissing, WebhookProcessingFailed
 from billing.models import RetiredCustomer, StripeEvent, Subscription
 from billing.snapshots import (
     checkout_snapshot,
@@ -149,9 +149,12 @@ def _retired_customers_subscription_cancel(subscription: dict[str, Any]) -> dict
     if not RetiredCustomer.objects.filter(stripe_customer_id=snapshot.customer_id).exists():
         return None
     # The event's state may be old (a redelivery, an update after the cancel): Stripe's now.
-    current = subscription_snapshot(
-        stripe_client.subscription_retrieve(subscription_id=snapshot.id)
-    )
+    try:
+        current = subscription_snapshot(
+            stripe_client.subscription_retrieve(subscription_id=snapshot.id)
+        )
+    except StripeObjectMissing:
+        return {"canceled": snapshot.id}  # gone at Stripe: nothing left to bill
     if current.status in Subscription.FINAL_STATUSES:
         return {"canceled": snapshot.id}
     stripe_client.subscription_cancel(subscription_id=snapshot.id)

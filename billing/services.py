@@ -52,7 +52,10 @@ def billing_customer_ensure(*, user: User, replacing: str | None = None) -> str:
     if account.stripe_customer_id and account.stripe_customer_id != replacing:
         return account.stripe_customer_id
     with transaction.atomic():
-        account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+        locked = BillingAccount.objects.select_for_update().filter(pk=account.pk).first()
+        if locked is None:
+            raise AccountGone()  # deleted, with its billing row, while this waited
+        account = locked
         current = account.stripe_customer_id
         if current and current != replacing:
             return current
@@ -253,16 +256,18 @@ def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
     RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)
     # Events that arrive while the deletion's transaction is open do not see the retired
     # customer yet and are stored whole: reduced once it commits.
-    transaction.on_commit(partial(retired_customer_events_reduce, customer_id=customer_id))
+    transaction.on_commit(
+        partial(retired_customer_events_reduce, customer_id=customer_id), robust=True
+    )
     return RetiringCustomer(stripe_customer_id=customer_id)
 
 
 def billing_customer_close_at_stripe(*, customer: RetiringCustomer) -> int:
     """The second half, the last step of the deletion's transaction, so that Stripe not
     answering rolls the deletion back (PaymentProviderError): every open Checkout of the
-    customer is closed (none can be paid any more), every live subscription canceled now,
-    from Stripe's own list (not our mirror, which a lost webhook could leave behind), then
-    the customer's phone and our user id removed; returns how many were canceled. In that
+    customer is closed (none can be paid any more), the customer's phone and our user id
+    removed, then every live subscription canceled now, from Stripe's own list (not our
+    mirror, which a lost webhook could leave behind); returns how many were canceled. In that
     order, a Checkout paid before it was closed made a subscription the list shows. Stripe
     failing halfway leaves what was done done (a retry finishes it). The customer stays at
     Stripe with its invoices, as accounting needs."""
@@ -270,11 +275,12 @@ def billing_customer_close_at_stripe(*, customer: RetiringCustomer) -> int:
     try:
         for session_id in stripe_client.open_checkout_sessions_of_customer(customer_id=customer_id):
             stripe_client.checkout_session_expire(session_id=session_id)
+        stripe_client.customer_details_forget(customer_id=customer_id)
+        # Last: Stripe failing after a cancel leaves the account (rolled back) without Pro.
         subscriptions = stripe_client.subscriptions_of_customer(customer_id=customer_id)
         live = [s["id"] for s in subscriptions if s.get("status") not in _ENDED_AT_STRIPE]
         for subscription_id in live:
             stripe_client.subscription_cancel(subscription_id=subscription_id)
-        stripe_client.customer_details_forget(customer_id=customer_id)
     except StripeObjectMissing:
         return 0  # the customer was deleted at Stripe, and its subscriptions with it
     if live:

@@ -33,7 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = structlog.stdlib.get_logger("gemini_clone.request")
 
 # A path that is not one of our routes with only ids in it (no route matched, a catch-all
-# did, or the id was not found) is whatever the client sent, a phone number included: long
+# did, or the request was refused) is whatever the client sent, a phone number included: long
 # digit runs keep their last two digits only. Control characters (the path is
 # percent-decoded) are escaped, so a path cannot forge a line of the console format.
 _LONG_NUMBER = re.compile(r"\d{7,}")
@@ -78,8 +78,11 @@ class RequestLog:
             logger.info(
                 "request",
                 method=scope["method"],
-                # A 404 on one of our routes is an id that is not ours: the client's text too.
-                path=_logged_path(scope["path"], ids_only=facts.path_is_ids_only and status != 404),
+                # Ids are ours only once the route served them: a refusal (a 404, a 401 before
+                # anything was looked up) may carry whatever number the client typed.
+                path=_logged_path(
+                    scope["path"], ids_only=facts.path_is_ids_only and 200 <= status < 400
+                ),
                 route=facts.route,
                 status=status or None,  # None: the client left before any answer
                 duration_ms=round(seconds * 1000, 1),

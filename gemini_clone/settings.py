@@ -254,6 +254,8 @@ CHATROOM_LIST_CACHE_MAX_PAGES = env_int("CHATROOM_LIST_CACHE_MAX_PAGES", 32)
 CHATROOM_LIST_CACHE_MAX_BYTES = env_int("CHATROOM_LIST_CACHE_MAX_BYTES", 1024 * 1024)
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 8000)
 SEARCH_TIMEOUT_MS = env_int("SEARCH_TIMEOUT_MS", 3000)
+if SEARCH_TIMEOUT_MS < 1:  # 0 would switch PostgreSQL's timeout off, not make it instant
+    raise ImproperlyConfigured("SEARCH_TIMEOUT_MS must be at least 1")
 # Requests one user may make to the authenticated API per clock minute; past it, 429
 # rate_limited. Counted in Redis, and not enforced while Redis is down (core.throttling).
 API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 1200)
