@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.errors import AccountGone
 from accounts.models import User
@@ -250,9 +250,7 @@ def billing_customer_retire(*, user: User) -> RetiringCustomer | None:
     if not stripe_client.stripe_is_configured():
         raise BillingUnavailable()
     customer_id = account.stripe_customer_id
-    StripeEvent.objects.filter(
-        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
-    ).delete()
+    _events_of_customer(customer_id).delete()
     RetiredCustomer.objects.get_or_create(stripe_customer_id=customer_id)
     # Events that arrive while the deletion's transaction is open do not see the retired
     # customer yet and are stored whole: reduced once it commits.
@@ -296,12 +294,16 @@ def retired_customer_events_reduce(*, customer_id: str) -> int:
     """Reduce the stored webhook events about a retired customer to ids and states (as
     `billing.events` stores them from then on); returns how many changed."""
     changed = 0
-    rows = StripeEvent.objects.filter(
-        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
-    )
-    for row in rows:
+    for row in _events_of_customer(customer_id):
         reduced = retired_payload(row.payload)
         if reduced != row.payload:
             StripeEvent.objects.filter(pk=row.pk).update(payload=reduced)
             changed += 1
     return changed
+
+
+def _events_of_customer(customer_id: str) -> QuerySet[StripeEvent]:
+    """The stored webhook events whose object is the customer or names it."""
+    return StripeEvent.objects.filter(
+        Q(payload__data__object__customer=customer_id) | Q(payload__data__object__id=customer_id)
+    )
