@@ -54,10 +54,19 @@ def dead_redis(settings) -> None:
 
 class RedisOfOurOwn:
     """A Redis server of the test's own behind the cache, which can be made to refuse writes
-    (out of memory) while reads still work."""
+    (out of memory) while reads still work, or to drop every connection and refuse new ones
+    (as a server that went away would), and to come back."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+
+    def refuse_connections(self) -> None:
+        # This client's own connection stays (SKIPME), authenticated, to undo it later.
+        self.client.config_set("requirepass", "test-only-refusing")
+        self.client.client_kill_filter(_type="normal", skipme=True)
+
+    def accept_connections(self) -> None:
+        self.client.config_set("requirepass", "")
 
     def refuse_writes(self) -> None:
         self.client.config_set("maxmemory-policy", "noeviction")

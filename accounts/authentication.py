@@ -2,7 +2,8 @@
 
 The user's cached row and the request's count for the per-user throttle come back in one
 Redis round trip (`core.throttling.request_count_with`); the count is left on the request
-for the throttle.
+for the throttle. The view's own Redis reads, when it names them (`core.redis_prefetch`),
+come back in that round trip too, and are left on the request for the view.
 
 A token's signature is verified once per process: the tokens verified last are kept
 (`_verified`, bounded), and a kept one is checked again only for its expiry, against the
@@ -25,6 +26,7 @@ from rest_framework_simplejwt.utils import aware_utcnow, get_md5_hash_password
 from accounts.auth_cache import auth_user_from_redis, auth_user_redis_key, auth_user_remember
 from accounts.models import User
 from accounts.tokens import token_user_id
+from core.redis_prefetch import RedisRead, prefetch_reads_of_view, prefetched_keep
 from core.throttling import Counted, request_count_with, request_counted
 
 _VERIFIED_TOKENS = 4096  # a few MiB at most
@@ -49,20 +51,27 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         return token
 
     def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        self._request = request
         self._counted: Counted | None = None
+        self._view_reads: list[RedisRead] = []
         result = super().authenticate(request)
         if result is not None and self._counted is not None:
             request_counted(request._request, self._counted.wait)
+            if self._counted.values:
+                prefetched_keep(request._request, self._view_reads, self._counted.values[1:])
         return result
 
     def get_user(self, validated_token: Token) -> Any:
         user_id = token_user_id(validated_token.get(api_settings.USER_ID_CLAIM))
         if user_id is None:
             raise InvalidToken("Token contained no recognizable user identification")
+        view = self._request.parser_context.get("view")
+        self._view_reads = prefetch_reads_of_view(view, self._request, user_id)
         self._counted = request_count_with(
-            user_id=user_id, also_get=auth_user_redis_key(user_id=user_id)
+            user_id=user_id,
+            also_read=[RedisRead(auth_user_redis_key(user_id=user_id)), *self._view_reads],
         )
-        cached = auth_user_from_redis(self._counted.value)
+        cached = auth_user_from_redis(self._counted.values[0] if self._counted.values else None)
         if cached is None:
             # simplejwt's own lookup and checks; only a user that passes them is remembered.
             user = cast(User, super().get_user(validated_token))

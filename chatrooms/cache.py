@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -34,6 +36,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.redis_prefetch import RedisRead
 from core.redis_scripts import script_run
 
 logger = logging.getLogger(__name__)
@@ -90,15 +93,31 @@ def _redis() -> Redis:
     return get_redis_connection("default")
 
 
-def list_cache_read(*, user_id: int, field: str) -> CacheRead:
-    if _pending and not _retry_pending_invalidations():
-        return CacheRead(body=None, epoch=None)
+def list_cache_reads(*, user_id: int, field: str) -> tuple[RedisRead, RedisRead]:
+    """What a read of the page `field` reads: the page, and the user's epoch. A caller that
+    read them already, in a round trip of its own, hands them to `list_cache_read`."""
     pages_key, epoch_key = _keys(user_id)
-    try:
-        body, epoch = script_run(_redis(), _READ, [pages_key, epoch_key], field)
-    except RedisError as exc:
-        logger.warning("Chatroom list cache unavailable, reading the database: %r", exc)
-        return CacheRead(body=None, epoch=None)
+    return RedisRead(pages_key, field), RedisRead(epoch_key)
+
+
+def list_cache_read(
+    *, user_id: int, field: str, prefetched: Mapping[RedisRead, Any] | None = None
+) -> CacheRead:
+    """The page `field`, with its epoch; from `prefetched` when both were read there."""
+    pages, epoch_read = list_cache_reads(user_id=user_id, field=field)
+    if _pending:
+        # Read before this process's invalidation was retried: not to be trusted.
+        prefetched = None
+        if not _retry_pending_invalidations():
+            return CacheRead(body=None, epoch=None)
+    if prefetched is not None and pages in prefetched and epoch_read in prefetched:
+        body, epoch = prefetched[pages], prefetched[epoch_read]
+    else:
+        try:
+            body, epoch = script_run(_redis(), _READ, [pages.key, epoch_read.key], field)
+        except RedisError as exc:
+            logger.warning("Chatroom list cache unavailable, reading the database: %r", exc)
+            return CacheRead(body=None, epoch=None)
     return CacheRead(body=body, epoch=epoch.decode() if epoch is not None else "0")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from chatrooms.cursors import list_cursor_encode
 from chatrooms.errors import ChatroomNotFound, MessageNotFound
 from chatrooms.models import Chatroom, Message
 from chatrooms.payloads import chatroom_payload
+from core.redis_prefetch import RedisRead
 
 DETAIL_MESSAGES = 50
 
@@ -51,15 +53,34 @@ def chatroom_get(*, user: User, chatroom_id: int) -> Chatroom:
     return chatroom
 
 
-def chatroom_list_page(
+def _list_page_field(*, before_id: int | None, limit: int, list_url: str) -> str:
+    return f"{list_url}|{before_id or ''}|{limit}"
+
+
+def chatroom_list_page_reads(
     *, user_id: int, before_id: int | None, limit: int, list_url: str
+) -> list[RedisRead]:
+    """The Redis reads of `chatroom_list_page` with these arguments, for a caller that makes
+    them in a round trip of its own (authentication's: `core.redis_prefetch`)."""
+    field = _list_page_field(before_id=before_id, limit=limit, list_url=list_url)
+    return list(cache.list_cache_reads(user_id=user_id, field=field))
+
+
+def chatroom_list_page(
+    *,
+    user_id: int,
+    before_id: int | None,
+    limit: int,
+    list_url: str,
+    prefetched: Mapping[RedisRead, Any] | None = None,
 ) -> ChatroomListPage:
-    """One page of the user's chatrooms, newest first, served from the cache when possible.
+    """One page of the user's chatrooms, newest first, served from the cache when possible
+    (`prefetched`: what `chatroom_list_page_reads` read already, if anything).
 
     `list_url` (absolute, no query) is the base of the `next` link, hence part of the key.
     """
-    field = f"{list_url}|{before_id or ''}|{limit}"
-    cached = cache.list_cache_read(user_id=user_id, field=field)
+    field = _list_page_field(before_id=before_id, limit=limit, list_url=list_url)
+    cached = cache.list_cache_read(user_id=user_id, field=field, prefetched=prefetched)
     if cached.body is not None:
         return ChatroomListPage(body=cached.body, cache_hit=True)
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
@@ -37,6 +38,7 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
+from core.redis_prefetch import RedisRead
 from core.redis_scripts import script_run
 
 if TYPE_CHECKING:  # rest_framework.views loads this module through its settings
@@ -60,44 +62,61 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-# The same, and the value at KEYS[2] (nil when missing) in the same reply: one command
-# instead of a pipeline of two (`core.redis_scripts`).
-_COUNT_AND_GET = b"""
+# The same, and then the values of the other keys, each a GET (its field '') or an HGET of
+# its field (ARGV[2..]), in one reply: one command instead of a pipeline (`core.redis_scripts`).
+_COUNT_AND_READ = b"""
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {count, redis.call('GET', KEYS[2])}
+local reply = {count}
+for i = 2, #KEYS do
+  if ARGV[i] == '' then reply[i] = redis.call('GET', KEYS[i])
+  else reply[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
+end
+return reply
 """
 
 
-def _count_request(*, user_id: int, window: int, also_get: str | None) -> tuple[int, Any]:
-    """This user's requests in this window, this one included; and the raw value at the
-    Redis key `also_get`, read in the same round trip."""
+def _count_request(
+    *, user_id: int, window: int, also_read: Sequence[RedisRead]
+) -> tuple[int, list[Any]]:
+    """This user's requests in this window, this one included; and the raw values of
+    `also_read`, read in the same round trip."""
     client = get_redis_connection("default")
     key = _key(user_id=user_id, window=window)
-    if also_get is None:
-        return int(script_run(client, _COUNT, [key], WINDOW_SECONDS * 2)), None
-    count, value = script_run(client, _COUNT_AND_GET, [key, also_get], WINDOW_SECONDS * 2)
-    return int(count), value
+    if not also_read:
+        return int(script_run(client, _COUNT, [key], WINDOW_SECONDS * 2)), []
+    if any(read.field == "" for read in also_read):
+        raise ValueError("An empty hash field cannot be read here (it means a GET).")
+    count, *values = script_run(
+        client,
+        _COUNT_AND_READ,
+        [key, *(read.key for read in also_read)],
+        WINDOW_SECONDS * 2,
+        *(read.field or "" for read in also_read),
+    )
+    return int(count), values
 
 
 @dataclass(frozen=True)
 class Counted:
     wait: float | None  # None while within API_RATE_PER_MINUTE (or while Redis cannot say)
-    value: Any = None  # what `also_get` held, raw (None when missing, or Redis failed)
+    # The raw values of `also_read`, in order (None where missing); empty when Redis failed.
+    values: list[Any] = field(default_factory=list)
 
 
-def request_count_with(*, user_id: int, also_get: str | None = None) -> Counted:
-    """Counts a request of this user and, in the same round trip, reads `also_get`."""
+def request_count_with(*, user_id: int, also_read: Sequence[RedisRead] = ()) -> Counted:
+    """Counts a request of this user and, in the same round trip, makes the reads
+    `also_read`."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     try:
-        count, value = _count_request(user_id=user_id, window=window, also_get=also_get)
+        count, values = _count_request(user_id=user_id, window=window, also_read=also_read)
     except RedisError as exc:
         logger.warning("Request throttle skipped, Redis unavailable: %r", exc)
         return Counted(wait=None)
     if count <= settings.API_RATE_PER_MINUTE:
-        return Counted(wait=None, value=value)
-    return Counted(wait=(window + 1) * WINDOW_SECONDS - now, value=value)
+        return Counted(wait=None, values=values)
+    return Counted(wait=(window + 1) * WINDOW_SECONDS - now, values=values)
 
 
 def request_wait_seconds(*, user_id: int) -> float | None:

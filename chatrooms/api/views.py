@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from chatrooms.payloads import chatroom_payload, message_payload
 from chatrooms.replies import reply_settle_if_abandoned
 from chatrooms.selectors import render_json
 from core.pagination import page_limit
+from core.redis_prefetch import RedisRead, prefetched_values
 from core.schema import ErrorResponseSerializer
 from usage.selectors import rate_limit_headers
 
@@ -107,6 +109,24 @@ def _list_url(request: Request) -> str:
     return request.build_absolute_uri(request.path)
 
 
+@dataclass(frozen=True)
+class _ListQuery:
+    before_id: int | None
+    limit: int
+    list_url: str
+
+
+def _list_query(request: Request, *, user_id: int) -> _ListQuery | None:
+    """The page a list request asks for; None when its cursor is not this user's."""
+    cursor = request.query_params.get("cursor")
+    before_id = None
+    if cursor:
+        before_id = list_cursor_decode(user_id=user_id, cursor=cursor)
+        if before_id is None:
+            return None
+    return _ListQuery(before_id, page_limit(request.query_params), _list_url(request))
+
+
 def _detail_body(detail: selectors.ChatroomDetail) -> dict[str, Any]:
     return {
         **chatroom_payload(detail.chatroom),
@@ -116,6 +136,25 @@ def _detail_body(detail: selectors.ChatroomDetail) -> dict[str, Any]:
 
 
 class ChatroomListCreateView(APIView):
+    _query: tuple[int, _ListQuery | None] | None = None  # DRF makes a view per request
+
+    def redis_reads_with_auth(self, request: Request, user_id: int) -> list[RedisRead]:
+        """A GET's cached page is read in authentication's Redis round trip
+        (`core.redis_prefetch`): one round trip per cache hit."""
+        if request.method != "GET":
+            return []
+        query = self._list_query(request, user_id=user_id)
+        if query is None:
+            return []
+        return selectors.chatroom_list_page_reads(
+            user_id=user_id, before_id=query.before_id, limit=query.limit, list_url=query.list_url
+        )
+
+    def _list_query(self, request: Request, *, user_id: int) -> _ListQuery | None:
+        if self._query is None or self._query[0] != user_id:
+            self._query = (user_id, _list_query(request, user_id=user_id))
+        return self._query[1]
+
     @extend_schema(
         operation_id="chatroom_list",
         summary="List my chatrooms",
@@ -134,17 +173,16 @@ class ChatroomListCreateView(APIView):
         },
     )
     def get(self, request: Request) -> HttpResponse:
-        cursor = request.query_params.get("cursor")
-        before_id = None
-        if cursor:
-            before_id = list_cursor_decode(user_id=_user(request).pk, cursor=cursor)
-            if before_id is None:
-                raise CursorInvalid()
+        user_id = _user(request).pk
+        query = self._list_query(request, user_id=user_id)
+        if query is None:
+            raise CursorInvalid()
         page = selectors.chatroom_list_page(
-            user_id=_user(request).pk,
-            before_id=before_id,
-            limit=page_limit(request.query_params),
-            list_url=_list_url(request),
+            user_id=user_id,
+            before_id=query.before_id,
+            limit=query.limit,
+            list_url=query.list_url,
+            prefetched=prefetched_values(request._request),
         )
         # The body is ready JSON bytes (from the cache or freshly rendered): no re-encoding.
         response = HttpResponse(page.body, content_type="application/json")

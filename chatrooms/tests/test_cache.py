@@ -12,6 +12,7 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.tokens import token_pair_issue
 from chatrooms import cache
 from chatrooms.models import Chatroom
 from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for
@@ -291,22 +292,58 @@ def test_everything_works_from_the_database_when_redis_is_down(client: APIClient
 
 
 def test_a_broken_connection_falls_back_to_the_database(
-    client: APIClient, user: User, monkeypatch
+    client: APIClient, user: User, cache_redis
 ) -> None:
     ChatroomFactory.create(user=user, name="Solid")
     _list(client)
     assert _list(client)[0] == "HIT"
-    pool = get_redis_connection("default").connection_pool
-    monkeypatch.setitem(pool.connection_kwargs, "port", 1)
-    pool.reset()  # drop the live connections: new ones go to the dead port
+    # Every connection dropped, and new ones refused (a password they do not know).
+    cache_redis.refuse_connections()
     state, body = _list(client)
     assert (state, _names(body)) == ("MISS", ["Solid"])
     client.post("/api/chatroom", {"name": "During the outage"}, format="json")
     assert _names(_list(client)[1]) == ["During the outage", "Solid"]
     # Back online: the invalidation missed during the outage is not lost.
-    monkeypatch.undo()
-    pool.reset()
+    cache_redis.accept_connections()
     state, body = _list(client)
     assert (state, _names(body)) == ("MISS", ["During the outage", "Solid"])
     assert _list(client)[0] == "HIT"
     assert Chatroom.objects.count() == 2
+
+
+def _bearer_client(user: User) -> APIClient:
+    """A client that authenticates as real clients do (`client_for` bypasses it)."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_issue(user=user).access}")
+    return client
+
+
+def test_a_hit_costs_one_redis_round_trip(user: User, cache_redis) -> None:
+    """The page rides on authentication's round trip (core.redis_prefetch), also for a page
+    after the first (a cursor) and another page size."""
+    client = _bearer_client(user)
+    for index in range(3):
+        ChatroomFactory.create(user=user, name=f"Room {index}")
+    first = json.loads(_list(client, "/api/chatroom?limit=2")[1])
+    for path in ("/api/chatroom?limit=2", first["next"]):
+        _list(client, path)
+        cache_redis.client.config_resetstat()
+        state, body = _list(client, path)
+        stats = cache_redis.client.info("commandstats")
+        assert state == "HIT"
+        # The script's own commands are counted too; this test's INFO after its reply.
+        calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
+        assert calls == {"config": 1, "evalsha": 1, "incr": 1, "get": 2, "hget": 1}
+    assert _names(body) == ["Room 0"]
+
+
+def test_a_refused_token_reads_no_page(user: User) -> None:
+    client = _bearer_client(user)
+    ChatroomFactory.create(user=user, name="Mine")
+    assert _list(client)[0] == "MISS"
+    assert _list(client)[0] == "HIT"
+    user.is_active = False
+    user.save()
+    response = client.get("/api/chatroom")
+    assert response.status_code == 401
+    assert b"Mine" not in response.content
