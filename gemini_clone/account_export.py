@@ -69,6 +69,8 @@ def _billing(user: User) -> dict[str, Any]:
 
 
 class AccountExportView(APIView):
+    slow_methods = frozenset({"GET"})  # the whole history, built at once (gemini_clone.asgi)
+
     @extend_schema(
         tags=["user"],
         operation_id="user_me_export",

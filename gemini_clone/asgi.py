@@ -9,12 +9,17 @@ Every other view is synchronous (DRF), and Django's ASGI
 adaptation of sync code is slow (a thread hand-off per middleware layer and per
 request context); those requests go to Django's WSGI handler on `WEB_THREADS` threads
 instead (`core.wsgi_bridge`, one hand-off each way), which measured several times faster
-on the same machine (see README, "Benchmarks"). In front of both, `core.request_body` reads
+on the same machine (see README, "Benchmarks"). Few threads serve best (each more costs
+GIL hand-offs), but a few requests that hold a thread for long could then take them all: a
+view's methods that wait on Stripe or hash a password (hundreds of milliseconds each) are
+named in its `slow_methods` and run on `WEB_SLOW_THREADS` threads of their own. In front of
+both, `core.request_body` reads
 request bodies in full and within the 1 MiB limit, chunked ones included, before either
 handler runs, and in front of that `core.request_log` gives every response its
 `X-Request-ID` and every request its log line.
 """
 
+import enum
 import functools
 import itertools
 import os
@@ -35,9 +40,10 @@ from core.request_log import RequestLog
 from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
-django_wsgi = WSGIBridge(
-    get_wsgi_application(),
-    threads=int(os.environ.get("WEB_THREADS", "8")),
+_wsgi_application = get_wsgi_application()
+django_wsgi = WSGIBridge(_wsgi_application, threads=int(os.environ.get("WEB_THREADS", "4")))
+django_wsgi_slow = WSGIBridge(
+    _wsgi_application, threads=int(os.environ.get("WEB_SLOW_THREADS", "8"))
 )
 
 
@@ -53,22 +59,34 @@ _stream_executors = [
 _next_executor = itertools.cycle(_stream_executors)
 
 
-def _is_async_view(path: str) -> bool:
+class Route(enum.Enum):
+    ASYNC = "async"  # the reply stream: Django's ASGI handler
+    SYNC = "sync"  # every other view: the WSGI threads
+    SLOW = "slow"  # a view's `slow_methods`: WSGI threads of their own
+
+
+def route_of(method: str, path: str) -> Route:
     # Real paths are short; a long one (a client's invention) is resolved, never cached.
-    return _resolves_to_async_view(path) if len(path) <= 256 else _resolve_async(path)
+    return _route_of_known(method, path) if len(path) <= 256 else _route_resolved(method, path)
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolves_to_async_view(path: str) -> bool:
-    return _resolve_async(path)
+def _route_of_known(method: str, path: str) -> Route:
+    return _route_resolved(method, path)
 
 
-def _resolve_async(path: str) -> bool:
+def _route_resolved(method: str, path: str) -> Route:
     try:
         match = resolve(path)
     except Resolver404:
-        return False
-    return iscoroutinefunction(match.func)
+        return Route.SYNC
+    if iscoroutinefunction(match.func):
+        # Any other method on an async route is answered 405 there, by a sync view.
+        return Route.ASYNC if method in ("GET", "HEAD") else Route.SYNC
+    if "admin" in match.namespaces:
+        return Route.SLOW  # the operators' pages: heavier, and their sign-in hashes a password
+    view_class = getattr(match.func, "view_class", None)
+    return Route.SLOW if method in getattr(view_class, "slow_methods", ()) else Route.SYNC
 
 
 def _bodiless(receive: Any) -> Any:
@@ -95,12 +113,15 @@ def _bodiless(receive: Any) -> Any:
 async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         await django_asgi(scope, receive, send)
-    elif scope["method"] in ("GET", "HEAD") and _is_async_view(scope["path"]):
+        return
+    route = route_of(scope["method"], scope["path"])
+    if route is Route.ASYNC:
         # The outermost context decides: Django's own, inside, then uses this executor.
         async with ThreadSensitiveContext(executor=next(_next_executor)):
             await django_asgi(scope, _bodiless(receive), send)
+    elif route is Route.SLOW:
+        await django_wsgi_slow(scope, receive, send)
     else:
-        # Sync views, and any other method on an async route (answered 405 there).
         await django_wsgi(scope, receive, send)
 
 

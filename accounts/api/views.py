@@ -150,6 +150,8 @@ class VerifyOtpView(RendersUser, PublicView):
 
 
 class SignupView(RendersUser, PublicView):
+    slow_methods = frozenset({"POST"})  # hashes a password (gemini_clone.asgi)
+
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Sign up",
@@ -185,6 +187,8 @@ class SignupView(RendersUser, PublicView):
 
 
 class LoginView(RendersUser, PublicView):
+    slow_methods = frozenset({"POST"})  # hashes a password (gemini_clone.asgi)
+
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Log in with a password",
@@ -284,6 +288,8 @@ class ForgotPasswordView(PublicView):
 
 
 class ResetPasswordView(PublicView):
+    slow_methods = frozenset({"POST"})  # hashes a password (gemini_clone.asgi)
+
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Reset the password with a code",
@@ -306,6 +312,8 @@ class ResetPasswordView(PublicView):
 
 
 class ChangePasswordView(APIView):
+    slow_methods = frozenset({"POST"})  # hashes a password (gemini_clone.asgi)
+
     @extend_schema(
         tags=_AUTH_TAG,
         summary="Change the password",
@@ -341,6 +349,7 @@ class ChangePasswordView(APIView):
 
 
 class MeView(RendersUser, APIView):
+    slow_methods = frozenset({"DELETE"})  # a password, Stripe (gemini_clone.asgi)
     delete_account: AccountDeleter | None = None  # given by the URLs
 
     @extend_schema(tags=["user"], summary="The current user", responses={200: s.UserSerializer})

@@ -35,6 +35,8 @@ def _user(request: Request) -> User:
 
 
 class SubscribeProView(APIView):
+    slow_methods = frozenset({"POST"})  # Stripe (gemini_clone.asgi)
+
     @extend_schema(
         tags=_TAGS,
         summary="Start buying Pro",
@@ -62,6 +64,8 @@ class SubscribeProView(APIView):
 
 
 class BillingPortalView(APIView):
+    slow_methods = frozenset({"POST"})  # Stripe (gemini_clone.asgi)
+
     @extend_schema(
         tags=_TAGS,
         summary="Open the billing portal",
@@ -84,6 +88,7 @@ class BillingPortalView(APIView):
 class StripeWebhookView(APIView):
     """Stripe's calls: no token, the signature on the raw body is the authentication."""
 
+    slow_methods = frozenset({"POST"})  # may ask Stripe (gemini_clone.asgi)
     authentication_classes = []
     permission_classes = [AllowAny]
     public_endpoint = True

@@ -1,10 +1,11 @@
 """The ASGI entry point: what reaches Django's handlers, and what is refused before."""
 
 import asyncio
+import threading
 
 import pytest
 
-from gemini_clone.asgi import application
+from gemini_clone.asgi import Route, application, django_wsgi_slow, route_of
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +77,54 @@ def test_a_huge_declared_body_to_a_sync_route_is_refused_unread():
 def test_a_huge_chunked_body_is_read_no_further_than_the_limit(method, path):
     status, pulled = _serve(method, path, chunks=50, chunked=True)
     assert (status, pulled) == (413, 2)  # 1 MiB was the limit, the second passed it
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("GET", "/api/chatroom", Route.SYNC),
+        ("POST", "/api/chatroom/1/message", Route.SYNC),
+        ("GET", "/api/user/me", Route.SYNC),
+        ("POST", "/api/auth/send-otp", Route.SYNC),
+        ("GET", STREAM, Route.ASYNC),
+        ("HEAD", STREAM, Route.ASYNC),
+        ("POST", STREAM, Route.SYNC),  # a 405, from a sync view
+        ("GET", "/api/nothing/here", Route.SYNC),
+        ("GET", "/nothing/here", Route.SYNC),
+        # What waits on Stripe, hashes a password or builds a whole export: slow threads.
+        ("POST", "/api/auth/login", Route.SLOW),
+        ("POST", "/api/auth/signup", Route.SLOW),
+        ("POST", "/api/auth/reset-password", Route.SLOW),
+        ("POST", "/api/auth/change-password", Route.SLOW),
+        ("DELETE", "/api/user/me", Route.SLOW),
+        ("GET", "/api/user/me/export", Route.SLOW),
+        ("POST", "/api/subscribe/pro", Route.SLOW),
+        ("POST", "/api/subscription/portal", Route.SLOW),
+        ("POST", "/api/webhook/stripe", Route.SLOW),
+        ("GET", "/admin/login/", Route.SLOW),
+        ("POST", "/admin/login/", Route.SLOW),
+    ],
+)
+def test_each_request_goes_to_its_threads(method, path, route):
+    assert route_of(method, path) is route
+
+
+def test_a_slow_request_does_not_hold_up_the_others():
+    """Every slow thread busy (as a Stripe that takes seconds would keep them): the API's own
+    threads still answer."""
+    blockers = [threading.Event() for _ in range(django_wsgi_slow.executor._max_workers)]
+    started = threading.Barrier(len(blockers) + 1)
+
+    def hold(event: threading.Event) -> None:
+        started.wait()
+        event.wait(30)
+
+    for event in blockers:
+        django_wsgi_slow.executor.submit(hold, event)
+    try:
+        started.wait(10)
+        status, _ = _serve("GET", "/healthz", chunks=0)
+        assert status == 200
+    finally:
+        for event in blockers:
+            event.set()
