@@ -12,23 +12,23 @@ from accounts.models import User
 from billing.models import BillingAccount, Subscription
 
 # Plain SQL: this runs on every send and every /api/user/me, and the ORM spent more CPU
-# compiling the query than PostgreSQL spent answering it.
+# compiling the query than PostgreSQL spent answering it. The statuses are our constants,
+# written into the text: as a parameter, the list's conversion cost a twentieth of /me's CPU.
+_PRO_STATUSES = ", ".join(f"'{status}'" for status in Subscription.PRO_STATUSES)
+if not all(str(status).isidentifier() for status in Subscription.PRO_STATUSES):
+    raise ValueError("A subscription status to be written into SQL must be a plain word.")
 _IS_PRO_SQL = f"""(
     EXISTS (SELECT 1 FROM {BillingAccount._meta.db_table}
             WHERE user_id = %(pro_user_id)s AND pro_granted_until > %(pro_now)s)
     OR EXISTS (SELECT 1 FROM {Subscription._meta.db_table}
-               WHERE user_id = %(pro_user_id)s AND status = ANY(%(pro_statuses)s))
-)"""  # noqa: S608 (table names are ours, values are parameters)
+               WHERE user_id = %(pro_user_id)s AND status IN ({_PRO_STATUSES}))
+)"""  # noqa: S608 (table names and statuses are ours, values are parameters)
 
 
 def user_is_pro_sql(*, user_id: int) -> tuple[str, dict[str, Any]]:
     """`user_is_pro` as an SQL condition and its parameters, for a statement that reads more
     in the same round trip."""
-    params = {
-        "pro_user_id": user_id,
-        "pro_now": timezone.now(),
-        "pro_statuses": [str(status) for status in Subscription.PRO_STATUSES],
-    }
+    params = {"pro_user_id": user_id, "pro_now": timezone.now()}
     return _IS_PRO_SQL, params
 
 
