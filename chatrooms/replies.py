@@ -23,9 +23,9 @@ process is generating in one UPDATE every third of a lease, and fails a reply at
 model that keeps a thread waiting cannot outlive the lease nor the deadline. The generating
 thread stops at its next chunk, and its own final write is refused by the fence.
 
-A worker thread holds a database connection only around its claim, its reading of the history
-and its final write (`core.db`); while the model streams, each chunk costs one Redis round
-trip (a script that publishes it unless the reply was canceled) and no database write.
+A worker thread holds a database connection only around its claim (which reads the history
+too) and its final write (`core.db`); while the model streams, each chunk costs one Redis
+round trip (a script that publishes it unless the reply was canceled) and no database write.
 PostgreSQL restarting or down does not lose a reply: once claimed, its database steps are
 tried again until the database answers, for as long as the lease would last.
 """
@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, router, transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -104,6 +104,8 @@ class Claim:
     system_prompt: str
     usage_day: dt.date | None
     attempt_base: int = 0  # claims before an operator's retry (`Message.attempt_base`)
+    # The conversation before the reply, read with the claim (`reply_claim`).
+    history: tuple[Turn, ...] = field(default=(), compare=False, repr=False)
     # The request that queued it, for the lines the lease keeper's thread writes about it.
     request_id: str | None = field(default=None, compare=False)
 
@@ -144,7 +146,6 @@ def reply_attempt(*, reply_id: int) -> float | None:
         return None
     # From here the keeper renews the lease, through the final write and its retries.
     with _keeper.hold(claim, seconds=settings.REPLY_TIME_LIMIT_SECONDS) as generation:
-        history = _patiently(lambda: reply_history(claim=claim), claim=claim)
         if claim.tries > _max_attempts():
             # Workers keep dying on this reply (or its retries were lost): stop trying.
             logger.warning("Reply %s: not generated in %s attempts", reply_id, _max_attempts())
@@ -154,7 +155,7 @@ def reply_attempt(*, reply_id: int) -> float | None:
                 streaming.stream_attempt_start_publish, reply_id=reply_id, attempt=claim.attempt
             )
             turns = context_fit(
-                turns=history,
+                turns=claim.history,
                 budget_tokens=settings.AI_CONTEXT_TOKENS,
                 count_tokens=model.count_tokens,
                 system_prompt=claim.system_prompt,
@@ -190,6 +191,8 @@ def _max_attempts() -> int:
 
 # --- Claim and history ------------------------------------------------------------------------
 
+# The claim, and the conversation before the reply in the same round trip: its newest
+# messages, oldest first, each as [role, content, status].
 _CLAIM_SQL = f"""
     UPDATE {Message._meta.db_table} AS m
     SET status = %(streaming)s, attempts = m.attempts + 1, updated_at = now(),
@@ -197,13 +200,17 @@ _CLAIM_SQL = f"""
     FROM {Chatroom._meta.db_table} AS c
     WHERE m.id = %(id)s AND m.role = %(model)s AND c.id = m.chatroom_id
       AND (m.status = %(pending)s OR (m.status = %(streaming)s AND m.lease_expires_at < now()))
-    RETURNING m.attempts, m.chatroom_id, c.user_id, c.system_prompt, m.usage_day, m.attempt_base
+    RETURNING m.attempts, m.chatroom_id, c.user_id, c.system_prompt, m.usage_day, m.attempt_base,
+      (SELECT json_agg(json_build_array(h.role, h.content, h.status) ORDER BY h.id)
+       FROM (SELECT id, role, content, status FROM {Message._meta.db_table}
+             WHERE chatroom_id = m.chatroom_id AND id < m.id AND NOT superseded
+             ORDER BY id DESC LIMIT %(history)s) AS h)
 """  # noqa: S608 (table names are ours, values are parameters)
 
 
 def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
     """Take ownership of a reply that is pending, or streaming under a lease that ran out, to
-    generate it with the model `model_name`.
+    generate it with the model `model_name`; the claim holds the conversation before it.
 
     One conditional UPDATE, so two workers can never both win. None: the reply is finished,
     gone, or owned by a live worker, and there is nothing to do.
@@ -218,12 +225,13 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
                 "streaming": Status.STREAMING,
                 "lease": settings.REPLY_LEASE_SECONDS,
                 "model_name": model_name,
+                "history": HISTORY_MAX_MESSAGES,
             },
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    attempt, chatroom_id, user_id, system_prompt, usage_day, attempt_base = row
+    attempt, chatroom_id, user_id, system_prompt, usage_day, attempt_base, messages = row
     return Claim(
         reply_id=reply_id,
         attempt=attempt,
@@ -232,24 +240,18 @@ def reply_claim(*, reply_id: int, model_name: str) -> Claim | None:
         system_prompt=system_prompt,
         usage_day=usage_day,
         attempt_base=attempt_base,
+        history=_history(messages or []),
         request_id=request_id_var.get(),
     )
 
 
-def reply_history(*, claim: Claim) -> list[Turn]:
-    """The conversation before this reply, oldest first: the user's messages and the replies
-    that completed with text (failed, canceled and empty ones are left out, and replies
-    regenerated since). A prompt whose reply was blocked is left out too: sent again, it
-    would get every later reply blocked."""
-    rows = (
-        Message.objects.filter(
-            chatroom_id=claim.chatroom_id, pk__lt=claim.reply_id, superseded=False
-        )
-        .order_by("-id")
-        .values_list("role", "content", "status")[:HISTORY_MAX_MESSAGES]
-    )
+def _history(messages: list[list[str]]) -> tuple[Turn, ...]:
+    """The conversation the model sees, from the messages before the reply (oldest first):
+    the user's messages and the replies that completed with text (failed, canceled and empty
+    ones are left out, and replies regenerated since). A prompt whose reply was blocked is
+    left out too: sent again, it would get every later reply blocked."""
     turns: list[Turn] = []
-    for role, text, status in reversed(rows):
+    for role, text, status in messages:
         if role == Message.Role.USER:
             if text:
                 turns.append(Turn(role="user", text=text))
@@ -258,7 +260,7 @@ def reply_history(*, claim: Claim) -> list[Turn]:
                 turns.pop()
         elif status == Status.COMPLETED and text:
             turns.append(Turn(role="model", text=text))
-    return turns
+    return tuple(turns)
 
 
 _RENEW_SQL = f"""
@@ -489,6 +491,9 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
 
 
 # The model's columns: not the table's search_vector (migration 0006), which only search reads.
+# None of them converts its database value (no `from_db_value`), so a row of them is what
+# `Model.from_db` takes as is: no RawQuerySet, which would work out the columns every time.
+_MESSAGE_FIELDS = [str(field.attname) for field in Message._meta.concrete_fields]
 _MESSAGE_COLUMNS = ", ".join(
     connection.ops.quote_name(str(field.column)) for field in Message._meta.concrete_fields
 )
@@ -515,13 +520,15 @@ def _end(claim: Claim, *, tokens: int = 0, **fields: Any) -> Message | None:
         params += [claim.user_id, usage_today(), tokens]
     else:
         sql = update
-    database = router.db_for_write(Message)  # raw() would route it as a read
-    written = list(Message.objects.db_manager(database).raw(sql, params))
-    if not written:
+    database = router.db_for_write(Message)
+    with connections[database].cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
         return None
     # When the status is committed: reply_fail's transaction may still roll it back.
     transaction.on_commit(metrics.replies_finished.labels(fields["status"]).inc, using=database)
-    return written[0]
+    return Message.from_db(database, _MESSAGE_FIELDS, row)
 
 
 def reply_complete(*, claim: Claim, text: str, finish: Finish) -> Message | None:

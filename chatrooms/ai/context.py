@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from chatrooms.ai.base import Turn
 
@@ -18,7 +18,7 @@ def estimate_tokens(text: str) -> int:
 
 def context_fit(
     *,
-    turns: list[Turn],
+    turns: Sequence[Turn],
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     system_prompt: str,

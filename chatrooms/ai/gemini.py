@@ -95,10 +95,18 @@ class GeminiModel:
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_seconds = timeout_seconds
-        self._max_output_tokens = max_output_tokens
         self._client: genai.Client | None = None
         self._client_pid = 0
         self._client_lock = threading.Lock()
+        # Built once, from settings only, and shared by every thread: the SDK copies it before
+        # each request, and a system prompt goes into a copy of it (`_stream`).
+        self._config = types.GenerateContentConfig(
+            # Gemini stops there with finish reason MAX_TOKENS: a cut reply, still an answer.
+            max_output_tokens=max_output_tokens,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            # Continuation would re-send requests behind our back; retries are the task's job.
+            automatic_continuation=False,
+        )
 
     def stream(self, *, system_prompt: str, turns: list[Turn]) -> Iterator[StreamItem]:
         try:
@@ -122,17 +130,14 @@ class GeminiModel:
     # --- internals -------------------------------------------------------------
 
     def _stream(self, *, system_prompt: str, turns: list[Turn]) -> Iterator[StreamItem]:
-        config = types.GenerateContentConfig(
-            # Gemini rejects empty text parts, so an empty system prompt is not sent at all.
-            system_instruction=system_prompt if system_prompt.strip() else None,
-            # Gemini stops there with finish reason MAX_TOKENS: a cut reply, still an answer.
-            max_output_tokens=self._max_output_tokens,
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            # Continuation would re-send requests behind our back; retries are the task's job.
-            automatic_continuation=False,
-        )
-        contents = [
-            types.Content(role=turn.role, parts=[types.Part(text=turn.text)])
+        config = self._config
+        # Gemini rejects empty text parts, so an empty system prompt is not sent at all.
+        if system_prompt.strip():
+            config = config.model_copy(update={"system_instruction": system_prompt})
+        # Contents as dicts, a form the SDK documents: it validates them about five times
+        # faster than its own objects.
+        contents: list[types.ContentDict] = [
+            {"role": turn.role, "parts": [{"text": turn.text}]}
             for turn in turns
             if turn.text.strip()  # an empty turn (e.g. a reply that never came) is a 400
         ]

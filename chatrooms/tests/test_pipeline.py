@@ -98,6 +98,20 @@ def test_history_and_system_prompt_reach_the_model(fake_gemini, make_exchange, p
     ]
 
 
+def test_the_history_is_the_newest_messages_oldest_first(fake_gemini, make_exchange, monkeypatch):
+    fake_gemini.script(Reply(text="A1"), Reply(text="A2"), Reply(text="A3"))
+    _run(make_exchange("Q1"))
+    _run(make_exchange("Q2"))
+    monkeypatch.setattr(replies, "HISTORY_MAX_MESSAGES", 3)
+    _run(make_exchange("Q3"))
+
+    assert model_contents(fake_gemini.requests[-1]) == [
+        ("user", "Q2"),
+        ("model", "A2"),
+        ("user", "Q3"),
+    ]
+
+
 def test_an_empty_system_prompt_is_not_sent(fake_gemini, make_exchange, pipeline_chatroom):
     pipeline_chatroom.system_prompt = ""
     pipeline_chatroom.save()
@@ -347,6 +361,27 @@ def test_while_a_newer_attempt_streams_the_stale_one_cannot_write(make_exchange,
     assert replies.reply_leases_renew(claims=[stale, fresh]) == {fresh}
     completed = replies.reply_complete(claim=fresh, text="Fresh", finish=_finish())
     assert completed is not None and completed.content == "Fresh"
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "blocked"])
+def test_the_final_write_returns_the_reply_as_stored(make_exchange, ending):
+    # The done event and the task's log are made from it: every field as the ORM reads it.
+    reply = make_exchange()
+    claim = replies.reply_claim(reply_id=reply.pk, model_name="m")
+    assert claim is not None
+    if ending == "completed":
+        written = replies.reply_complete(claim=claim, text="Hi there", finish=_finish())
+    elif ending == "failed":
+        written = replies.reply_fail(claim=claim, text="", code="ai_error")
+    else:
+        written = replies.reply_block(claim=claim, text="Hi", reason="SAFETY")
+    assert written is not None
+
+    stored = Message.objects.get(pk=reply.pk)
+    fields = [field.attname for field in Message._meta.concrete_fields]
+    assert [getattr(written, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert written.status == ending
+    assert written.completed_at is not None and written.completed_at.tzinfo is not None
 
 
 def test_only_one_of_two_claims_wins(make_exchange):
