@@ -9,10 +9,10 @@ Every other view is synchronous (DRF), and Django's ASGI
 adaptation of sync code is slow (a thread hand-off per middleware layer and per
 request context); those requests go to Django's WSGI handler on `WEB_THREADS` threads
 instead (`core.wsgi_bridge`, one hand-off each way), which measured several times faster
-on the same machine (see README, "Benchmarks"). Few threads serve best (each more costs
-GIL hand-offs), but a few requests that hold a thread for long could then take them all: a
-view's methods that wait on Stripe or hash a password (hundreds of milliseconds each) are
-named in its `slow_methods` and run on `WEB_SLOW_THREADS` threads of their own. In front of
+on the same machine (see README, "Benchmarks"). A few requests that hold a thread for long
+must not take them all: a view's methods that wait on Stripe, hash a password (hundreds of
+milliseconds each) or build a whole export are named in its `slow_methods` and run on
+`WEB_SLOW_THREADS` threads of their own, as the admin's pages do. In front of
 both, `core.request_body` reads
 request bodies in full and within the 1 MiB limit, chunked ones included, before either
 handler runs, and in front of that `core.request_log` gives every response its
@@ -41,7 +41,7 @@ from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
 _wsgi_application = get_wsgi_application()
-django_wsgi = WSGIBridge(_wsgi_application, threads=int(os.environ.get("WEB_THREADS", "4")))
+django_wsgi = WSGIBridge(_wsgi_application, threads=int(os.environ.get("WEB_THREADS", "8")))
 django_wsgi_slow = WSGIBridge(
     _wsgi_application, threads=int(os.environ.get("WEB_SLOW_THREADS", "8"))
 )
