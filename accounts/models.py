@@ -33,6 +33,11 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(phone, password, **extra)
 
 
+# Fields no request reads from the Redis copy of the row (`accounts.auth_cache`); the
+# account's export reads the row itself.
+_NOT_READ_FROM_THE_COPY = frozenset({"last_login"})
+
+
 class User(AbstractBaseUser, PermissionsMixin):
     """An account, keyed by its E.164 phone number."""
 
@@ -71,6 +76,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.__dict__.get("password"), self.__dict__.get("is_active")
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and set(update_fields) <= _NOT_READ_FROM_THE_COPY:
+            # A login's time: the cached copy may keep the previous one, which no request
+            # reads there. Forgetting it would keep the copy out for the marker's 10 s: every
+            # request of a user who just logged in would read the row from PostgreSQL.
+            super().save(*args, **kwargs)
+            return
         revokes = not self._state.adding and self._credentials() != self._credentials_as_loaded
         if revokes:
             auth_user_revoke(user_id=self.pk)  # raises, before any write, if it cannot

@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.errors import AccountGone
 from accounts.models import KnownNetwork, User
 from billing.models import BillingAccount, Subscription
 from chatrooms.export import chatroom_export_json, render_export_json
@@ -24,6 +25,11 @@ from usage.models import DailyUsage
 
 
 def account_export(user: User) -> dict[str, Any]:
+    # The row itself: the request's user may be the Redis copy, whose last login can be older.
+    row = User.objects.filter(pk=user.pk).first()
+    if row is None:
+        raise AccountGone()
+    user = row
     return {
         "exported_at": iso(timezone.now()),
         "user": {

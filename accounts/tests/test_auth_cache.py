@@ -2,9 +2,11 @@
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.tests.factories import UserFactory
+from chatrooms.payloads import iso
 
 
 @pytest.fixture
@@ -93,3 +95,37 @@ def test_a_copy_read_before_a_change_cannot_be_stored_after_it(api_client, user)
     token = AccessToken.for_user(stale)
     assert _get_me(api_client, token).status_code == 401
     auth_user_forget(user_id=user.pk)
+
+
+def test_right_after_a_login_requests_are_served_from_the_copy(
+    api_client, user, django_assert_max_num_queries
+):
+    """A login writes the user's last login; that alone does not keep the copy out."""
+    user.set_password("a-long-password-1")
+    user.save()
+    cache.clear()  # the few seconds after that change, when no copy is kept, are over
+    logged_in = api_client.post(
+        "/api/auth/login",
+        {"phone": str(user.phone), "password": "a-long-password-1"},
+        format="json",
+    )
+    assert logged_in.status_code == 200
+    user.refresh_from_db()
+    assert user.last_login is not None
+    token = logged_in.json()["access"]
+    assert api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    with django_assert_max_num_queries(0):
+        response = api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert response["X-Cache"] == "HIT"
+
+
+def test_the_export_shows_the_latest_login(api_client, user):
+    cache.clear()
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200  # the copy is kept now
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])  # a login's, which leaves the copy as it was
+    exported = api_client.get("/api/user/me/export", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert exported.status_code == 200
+    assert exported.json()["user"]["last_login"] == iso(user.last_login)
