@@ -33,9 +33,9 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(phone, password, **extra)
 
 
-# Fields no request reads from the Redis copy of the row (`accounts.auth_cache`); the
-# account's export reads the row itself.
-_NOT_READ_FROM_THE_COPY = frozenset({"last_login"})
+# Fields no request reads from the Redis copy of the row (`accounts.auth_cache`): the login
+# paths read the row itself, and so does the account's export.
+_NOT_READ_FROM_THE_COPY = frozenset({"last_login", "phone_verified_at"})
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -77,11 +77,13 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and set(update_fields) <= _NOT_READ_FROM_THE_COPY:
-            # A login's time: the cached copy may keep the previous one, which no request
-            # reads there. Forgetting it would keep the copy out for the marker's 10 s: every
+        new_row = self._state.adding and self.pk is None  # an id of its own, from the sequence
+        if new_row or (update_fields is not None and set(update_fields) <= _NOT_READ_FROM_THE_COPY):
+            # A new row has no copy yet; a login's time and first verification are not read
+            # from one. Forgetting would keep the copy out for the marker's 10 s: every
             # request of a user who just logged in would read the row from PostgreSQL.
             super().save(*args, **kwargs)
+            self._credentials_as_loaded = self._credentials()
             return
         revokes = not self._state.adding and self._credentials() != self._credentials_as_loaded
         if revokes:

@@ -129,3 +129,33 @@ def test_the_export_shows_the_latest_login(api_client, user):
     exported = api_client.get("/api/user/me/export", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert exported.status_code == 200
     assert exported.json()["user"]["last_login"] == iso(user.last_login)
+
+
+def test_a_new_account_is_served_from_the_copy_from_its_first_requests(
+    db, api_client, django_assert_max_num_queries
+):
+    """Its creation and its first login (the time, the phone's verification) forget nothing."""
+    phone = "+14155550177"
+    sent = api_client.post("/api/auth/send-otp", {"phone": phone}, format="json").json()
+    verified = api_client.post(
+        "/api/auth/verify-otp", {"phone": phone, "otp": sent["otp"]}, format="json"
+    ).json()
+    assert verified["created"] is True
+    token = verified["access"]
+    assert api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    with django_assert_max_num_queries(0):
+        response = api_client.get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert response["X-Cache"] == "HIT"
+
+
+def test_saving_an_existing_row_under_a_new_object_forgets_the_copy(api_client, user):
+    """Only a row the database numbers is new: an object given an existing id is an update."""
+    cache.clear()
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200  # the copy is kept now
+    stand_in = UserFactory._meta.model(pk=user.pk, phone=user.phone, is_active=False)
+    stand_in.password = user.password
+    stand_in.date_joined = user.date_joined
+    stand_in.save()
+    assert _get_me(api_client, token).status_code == 401
