@@ -143,6 +143,15 @@ class AccountGone(ApiError):
         super().__init__(headers=dict(_BEARER_CHALLENGE))
 
 
+class AccountChangedDuringDeletion(ApiError):
+    """A row of the account (a login's, a purchase's) came in while the deletion ran: the
+    deletion was rolled back whole, before Stripe was called."""
+
+    status_code = 409
+    code = "account_busy"
+    message = "The account changed while it was being deleted; nothing was deleted. Try again."
+
+
 class PhoneTaken(ApiError):
     status_code = 409
     code = "phone_taken"

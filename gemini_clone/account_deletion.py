@@ -18,8 +18,9 @@ Nothing is half done whatever refuses:
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from accounts.errors import AccountChangedDuringDeletion
 from accounts.models import User
 from accounts.services import account_delete, account_deletion_verify, account_lock_for_deletion
 from billing.services import billing_customer_close_at_stripe, billing_customer_retire
@@ -42,7 +43,10 @@ def account_delete_everything(
         account_delete(user=user)  # usage and billing rows go with it (foreign keys)
         # Foreign keys are checked at commit: a row that references the user and came in
         # meanwhile must refuse the deletion now, before Stripe, not after it.
-        constraints_check_now()
+        try:
+            constraints_check_now()
+        except IntegrityError as exc:
+            raise AccountChangedDuringDeletion() from exc
         if stripe_customer is not None:
             billing_customer_close_at_stripe(customer=stripe_customer)
         transaction.on_commit(lambda: request_counts_forget(user_id=user_id))

@@ -376,7 +376,8 @@ class MeView(RendersUser, APIView):
             ),
             409: _error(
                 "`reply_in_progress`: a reply is being generated; cancel it or wait (nothing "
-                "was deleted)."
+                "was deleted). `account_busy`: the account changed while it was being deleted "
+                "(a login or a purchase at the same moment); nothing was deleted, try again."
             ),
             429: _error(
                 "`login_attempts_exceeded` / `password_rate_limited`: a wrong password counts "

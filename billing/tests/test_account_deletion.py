@@ -15,7 +15,7 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.models import LoginFailureCount, OneTimeCode, User
+from accounts.models import KnownNetwork, LoginFailureCount, OneTimeCode, User
 from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
 from billing import stripe_client
@@ -25,6 +25,7 @@ from billing.tests.helpers import error_code, subscribe
 from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
 from chatrooms.services import chatrooms_of_user_delete
+from core.db import constraints_check_now
 from testing.concurrency import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -441,3 +442,38 @@ def test_events_stored_before_the_customer_was_retired_are_reduced_to_ids(fake_s
     for row in stored.all():  # read again
         assert set(row.payload["data"]["object"]) <= {"id", "object", "customer", "status"}
         assert row.payload["id"] == row.stripe_event_id
+
+
+def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_stripe):
+    """A login records its network while the deletion runs: the deletion's foreign-key check
+    refuses it whole (409), before Stripe, and the account is intact."""
+    client = APIClient()
+    account = _pro_account_with_history(client, fake_stripe)
+    user = User.objects.get(pk=account["user_id"])
+    subscription_id = fake_stripe.subscriptions[-1]["id"]
+    inserted, deleting = threading.Event(), threading.Event()
+
+    def login_records_its_network() -> None:
+        with transaction.atomic():
+            # Checked at once, the row's key locks the user now (Django's are checked at
+            # commit, which may fall anywhere in the deletion: this makes it fall in the
+            # middle, after the deletion collected the user's rows, before it checks them).
+            constraints_check_now()
+            KnownNetwork.objects.create(user=user, network="198.51.100.0/24")
+            inserted.set()
+            deleting.wait(10)
+            time.sleep(0.5)  # the deletion now waits for this row's lock on the user
+
+    def delete() -> Any:
+        inserted.wait(10)
+        deleting.set()
+        return _delete(client, account["access"], {"password": PASSWORD})
+
+    _, refused = at_once([login_records_its_network, delete])
+
+    assert (refused.status_code, error_code(refused)) == (409, "account_busy")
+    assert User.objects.filter(pk=user.pk).exists()
+    assert Chatroom.objects.filter(user=user).exists()
+    assert fake_stripe.subscription(subscription_id)["status"] == "active"
+    again = _delete(client, account["access"], {"password": PASSWORD})
+    assert again.status_code == 204
