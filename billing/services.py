@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from accounts.errors import AccountGone
@@ -37,7 +37,14 @@ PRO_PRODUCT_NAME = "Gemini Clone Pro"
 
 
 def billing_account_of(*, user: User) -> BillingAccount:
-    account, _ = BillingAccount.objects.get_or_create(user=user)
+    """The user's billing row, made the first time. AccountGone when the account was deleted
+    while this request, authenticated before, was served (the new row's key refused)."""
+    try:
+        account, _ = BillingAccount.objects.get_or_create(user=user)
+    except IntegrityError:
+        if User.objects.filter(pk=user.pk).exists():
+            raise
+        raise AccountGone() from None
     return account
 
 

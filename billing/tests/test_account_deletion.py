@@ -15,12 +15,13 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from accounts.errors import AccountGone
 from accounts.models import KnownNetwork, LoginFailureCount, OneTimeCode, User
 from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
 from billing import stripe_client
 from billing.models import BillingAccount, RetiredCustomer, StripeEvent
-from billing.services import retired_customer_events_reduce
+from billing.services import billing_account_of, retired_customer_events_reduce
 from billing.tests.helpers import error_code, subscribe
 from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
@@ -477,3 +478,16 @@ def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_st
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
     again = _delete(client, account["access"], {"password": PASSWORD})
     assert again.status_code == 204
+
+
+def test_a_first_purchase_whose_account_was_just_deleted_is_a_401_not_a_500():
+    """The billing row is made on the first purchase; made for an account deleted meanwhile,
+    its key is refused: AccountGone, not the IntegrityError."""
+    client = APIClient()
+    account = _account_with_history(client, password=None)
+    user = User.objects.get(pk=account["user_id"])
+    BillingAccount.objects.filter(user=user).delete()
+    User.objects.filter(pk=user.pk).delete()  # the deletion committed; `user` is stale
+
+    with pytest.raises(AccountGone):
+        billing_account_of(user=user)
