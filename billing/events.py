@@ -43,6 +43,7 @@ Handler = Callable[[dict[str, Any], dt.datetime, dict[str, Any] | None], str]
 def stripe_event_receive(*, event: dict[str, Any]) -> StripeEvent:
     """Store a verified event (once) and process it unless it already was."""
     StripeEvent.objects.bulk_create([_event_row(event)], ignore_conflicts=True)
+    _reduce_if_retired(event)
     return stripe_event_process(stripe_event_id=str(event["id"]))
 
 
@@ -64,6 +65,17 @@ def _storable_payload(event: dict[str, Any]) -> dict[str, Any]:
     if customer_id and RetiredCustomer.objects.filter(stripe_customer_id=customer_id).exists():
         return retired_payload(event)
     return event
+
+
+def _reduce_if_retired(event: dict[str, Any]) -> None:
+    """Checked again once the row is stored: an account deletion that retired the customer
+    between the check in `_storable_payload` and the insert reduced the customer's events
+    before this one existed. (A deletion that commits later reduces it itself.)"""
+    customer_id = event_customer_id(event)
+    if customer_id and RetiredCustomer.objects.filter(stripe_customer_id=customer_id).exists():
+        StripeEvent.objects.filter(stripe_event_id=str(event["id"])).update(
+            payload=retired_payload(event)
+        )
 
 
 def stripe_event_process(*, stripe_event_id: str) -> StripeEvent:

@@ -19,7 +19,7 @@ from accounts.errors import AccountGone
 from accounts.models import KnownNetwork, LoginFailureCount, OneTimeCode, User
 from accounts.services import account_delete, account_lock_for_deletion
 from accounts.tests.helpers import bearer, login_with_code, post, send_code, wrong_code
-from billing import stripe_client
+from billing import events, stripe_client
 from billing.models import BillingAccount, RetiredCustomer, StripeEvent
 from billing.services import billing_account_of, retired_customer_events_reduce
 from billing.tests.helpers import error_code, subscribe
@@ -491,3 +491,23 @@ def test_a_first_purchase_whose_account_was_just_deleted_is_a_401_not_a_500():
 
     with pytest.raises(AccountGone):
         billing_account_of(user=user)
+
+
+def test_an_event_stored_whole_after_the_customer_was_retired_is_reduced(fake_stripe):
+    """The webhook's check and its insert can straddle the deletion's commit (and its
+    reduction): the check made again once the row is stored reduces it."""
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    customer_id = BillingAccount.objects.get(user_id=account["user_id"]).stripe_customer_id
+    assert customer_id
+    whole = StripeEvent.objects.filter(payload__data__object__customer=customer_id).first()
+    assert whole is not None
+    assert set(whole.payload["data"]["object"]) - {"id", "object", "customer", "status"}
+    RetiredCustomer.objects.create(stripe_customer_id=customer_id)  # its reduction missed it
+
+    events.stripe_event_receive(event=whole.payload)  # Stripe delivers it again
+
+    whole.refresh_from_db()
+    assert set(whole.payload["data"]["object"]) <= {"id", "object", "customer", "status"}
