@@ -9,7 +9,7 @@ from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.auth_cache import auth_user_forget, auth_user_revoke
+from accounts.auth_cache import auth_user_drop, auth_user_forget, auth_user_revoke
 
 
 class UserManager(BaseUserManager["User"]):
@@ -77,13 +77,19 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
-        new_row = self._state.adding and self.pk is None  # an id of its own, from the sequence
-        if new_row or (update_fields is not None and set(update_fields) <= _NOT_READ_FROM_THE_COPY):
-            # A new row has no copy yet; a login's time and first verification are not read
-            # from one. Forgetting would keep the copy out for the marker's 10 s: every
-            # request of a user who just logged in would read the row from PostgreSQL.
+        if self._state.adding and self.pk is None:  # a new row, its id from the sequence
             super().save(*args, **kwargs)
+            # No copy can be of this row; one left under its id by a database restored from
+            # a backup is removed, without the marker that would keep the copy out for 10 s.
+            auth_user_drop(user_id=self.pk)
             self._credentials_as_loaded = self._credentials()
+            return
+        if update_fields is not None and set(update_fields) <= _NOT_READ_FROM_THE_COPY:
+            # A login's time and first verification are not read from the copy: it stays.
+            # Forgetting it would keep it out for the marker's 10 s, and every request of a
+            # user who just logged in would read the row from PostgreSQL. Nothing else was
+            # written, so what a later save must compare the credentials with is unchanged.
+            super().save(*args, **kwargs)
             return
         revokes = not self._state.adding and self._credentials() != self._credentials_as_loaded
         if revokes:

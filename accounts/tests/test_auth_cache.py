@@ -2,9 +2,11 @@
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.errors import RevocationUnavailable
 from accounts.tests.factories import UserFactory
 from chatrooms.payloads import iso
 
@@ -159,3 +161,43 @@ def test_saving_an_existing_row_under_a_new_object_forgets_the_copy(api_client, 
     stand_in.date_joined = user.date_joined
     stand_in.save()
     assert _get_me(api_client, token).status_code == 401
+
+
+def test_a_password_set_before_a_login_time_save_still_revokes_on_the_next_save(
+    api_client, user, cache_redis
+):
+    """A save of the login time alone writes nothing else: the password set in memory before
+    it is still a change for the save that writes it, which must revoke (or refuse)."""
+    token = AccessToken.for_user(user)
+    assert _get_me(api_client, token).status_code == 200
+    user.set_password("a-brand-new-password-9")
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    cache_redis.refuse_writes()
+    with pytest.raises(RevocationUnavailable):
+        user.save()
+    cache_redis.accept_writes()
+    user.save()
+    assert _get_me(api_client, token).status_code == 401
+
+
+def test_a_new_row_removes_a_copy_left_under_its_id(db, api_client):
+    """A database restored from a backup hands out ids again that Redis still has copies of:
+    the new account is served as itself, not as the copy of the lost one."""
+    lost = UserFactory()
+    cache.clear()
+    assert _get_me(api_client, AccessToken.for_user(lost)).status_code == 200  # copy kept
+    User = UserFactory._meta.model
+    User.objects.filter(pk=lost.pk).delete()  # the restore: the row gone, not its copy
+    with connection.cursor() as cursor:  # and the id sequence rewound
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, false)",
+            [User._meta.db_table, lost.pk],
+        )
+    new = User.objects.create_user(phone="+14155550188")
+    assert new.pk == lost.pk
+
+    response = _get_me(api_client, AccessToken.for_user(new))
+
+    assert response.status_code == 200
+    assert response.json()["phone"] == "+14155550188"
