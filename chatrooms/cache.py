@@ -94,10 +94,17 @@ def _redis() -> Redis:
 
 
 def list_cache_reads(*, user_id: int, field: str) -> tuple[RedisRead, RedisRead]:
-    """What a read of the page `field` reads: the page, and the user's epoch. A caller that
-    read them already, in a round trip of its own, hands them to `list_cache_read`."""
+    """What a read of the page `field` reads: the page, and the user's epoch."""
     pages_key, epoch_key = _keys(user_id)
     return RedisRead(pages_key, field), RedisRead(epoch_key)
+
+
+def list_cache_reads_ahead(*, user_id: int, field: str) -> list[RedisRead]:
+    """The reads a caller may make ahead, in a round trip of its own, and hand to
+    `list_cache_read`; none while this process has invalidations to retry (what it would
+    read then could be older than one of them, and another thread may retry it before the
+    page is served)."""
+    return [] if _pending else list(list_cache_reads(user_id=user_id, field=field))
 
 
 def list_cache_read(

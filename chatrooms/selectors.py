@@ -63,7 +63,7 @@ def chatroom_list_page_reads(
     """The Redis reads of `chatroom_list_page` with these arguments, for a caller that makes
     them in a round trip of its own (authentication's: `core.redis_prefetch`)."""
     field = _list_page_field(before_id=before_id, limit=limit, list_url=list_url)
-    return list(cache.list_cache_reads(user_id=user_id, field=field))
+    return cache.list_cache_reads_ahead(user_id=user_id, field=field)
 
 
 def chatroom_list_page(

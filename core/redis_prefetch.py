@@ -7,9 +7,12 @@ instead of one of its own: the cached chatroom list does (one Redis round trip p
 two; the round trip was a fifth of the list's CPU).
 
 A view opts in with a method `redis_reads_with_auth(request, user_id) -> list[RedisRead]`.
-What came back is left on the request; the view takes it with `prefetched_values`. A value
-is only used by the request whose authentication read it, and only after that
-authentication succeeded: a refused token never reaches the view.
+It runs inside authentication, before the user is known: it must not touch `request.user`
+or `request.auth` (that would authenticate again) and must not raise (its error would
+become the request's, before the throttle counted it). What came back is left on the
+request; the view takes it with `prefetched_values`. A value is only used by the request
+whose authentication read it, and only after that authentication succeeded: a refused
+token never reaches the view.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def prefetch_reads_of_view(view: Any, request: Any, user_id: int) -> list[RedisR
 def prefetched_keep(
     request: HttpRequest, reads: Sequence[RedisRead], values: Sequence[Any]
 ) -> None:
+    """Leave the values of `reads` on the request, for its view (authentication succeeded)."""
     setattr(request, _ATTRIBUTE, dict(zip(reads, values, strict=True)))
 
 

@@ -143,14 +143,15 @@ class ChatroomListCreateView(APIView):
         (`core.redis_prefetch`): one round trip per cache hit."""
         if request.method != "GET":
             return []
-        query = self._list_query(request, user_id=user_id)
+        query = self._query_of(request, user_id=user_id)
         if query is None:
             return []
         return selectors.chatroom_list_page_reads(
             user_id=user_id, before_id=query.before_id, limit=query.limit, list_url=query.list_url
         )
 
-    def _list_query(self, request: Request, *, user_id: int) -> _ListQuery | None:
+    def _query_of(self, request: Request, *, user_id: int) -> _ListQuery | None:
+        """`_list_query`, worked out once per request (authentication asks for it first)."""
         if self._query is None or self._query[0] != user_id:
             self._query = (user_id, _list_query(request, user_id=user_id))
         return self._query[1]
@@ -174,7 +175,7 @@ class ChatroomListCreateView(APIView):
     )
     def get(self, request: Request) -> HttpResponse:
         user_id = _user(request).pk
-        query = self._list_query(request, user_id=user_id)
+        query = self._query_of(request, user_id=user_id)
         if query is None:
             raise CursorInvalid()
         page = selectors.chatroom_list_page(

@@ -9,13 +9,17 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import transaction
 from django_redis import get_redis_connection
-from rest_framework.test import APIClient
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.test import APIClient, APIRequestFactory
 
+from accounts.authentication import CachedUserJWTAuthentication
 from accounts.models import User
 from accounts.tokens import token_pair_issue
 from chatrooms import cache
+from chatrooms.api.views import ChatroomListCreateView
 from chatrooms.models import Chatroom
 from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for
+from core.redis_prefetch import prefetched_values
 
 # Invalidation runs on commit: these tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -337,13 +341,41 @@ def test_a_hit_costs_one_redis_round_trip(user: User, cache_redis) -> None:
     assert _names(body) == ["Room 0"]
 
 
-def test_a_refused_token_reads_no_page(user: User) -> None:
+def test_a_refused_token_leaves_no_page_on_the_request(user: User) -> None:
+    """What authentication read for the view is kept only once the token and the user's
+    row passed every check."""
     client = _bearer_client(user)
     ChatroomFactory.create(user=user, name="Mine")
     assert _list(client)[0] == "MISS"
-    assert _list(client)[0] == "HIT"
+    token = token_pair_issue(user=user).access
     user.is_active = False
     user.save()
-    response = client.get("/api/chatroom")
-    assert response.status_code == 401
-    assert b"Mine" not in response.content
+    view = ChatroomListCreateView()
+    request = view.initialize_request(
+        APIRequestFactory().get("/api/chatroom", HTTP_AUTHORIZATION=f"Bearer {token}")
+    )
+    with pytest.raises(AuthenticationFailed):
+        CachedUserJWTAuthentication().authenticate(request)
+    assert prefetched_values(request._request) == {}
+
+
+def test_nothing_is_read_ahead_while_an_invalidation_waits(user: User, cache_redis) -> None:
+    """A page read ahead before this process retried an invalidation it missed could be
+    served after that retry (another thread's): while one waits, the view reads alone."""
+    client = _bearer_client(user)
+    ChatroomFactory.create(user=user, name="A")
+    _list(client)
+    assert _list(client)[0] == "HIT"
+    cache_redis.refuse_connections()
+    client.post("/api/chatroom", {"name": "B"}, format="json")  # its invalidation fails
+    cache_redis.accept_connections()
+    cache_redis.client.config_resetstat()
+
+    state, body = _list(client)
+
+    calls = {
+        name.removeprefix("cmdstat_"): stat["calls"]
+        for name, stat in cache_redis.client.info("commandstats").items()
+    }
+    assert calls["hget"] == 1  # the view's own read, after the retry; none ahead of it
+    assert (state, _names(body)) == ("MISS", ["B", "A"])
