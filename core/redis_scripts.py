@@ -8,15 +8,23 @@ The hot requests' scripts (authentication's, the cached list's) run on a connect
 calling thread's own, made with the client's pool settings, not through the pool: redis-py's
 check-out and check-in (a fork check, a lock, a poll of the socket for stray data, its retry
 and deprecation wrappers) cost as much client CPU as the command itself (measured in-process:
-23 µs per EVALSHA through the client, 12 µs on a connection of its own). The threads that
-run them are a server's few request threads, so this adds a handful of connections per
-process. A connection that fails is closed and the command tried once more on a new one (a
-Redis restart leaves every idle connection dead); a second failure raises, as the client
-would.
+23 µs per EVALSHA through the client, 12 µs on a connection of its own). That is one
+connection per thread that runs scripts: per web process, its request threads (WEB_THREADS
+and WEB_SLOW_THREADS) and its stream threads. Such a connection is outside the pool's
+bookkeeping: its `max_connections` does not count it and its `disconnect()` does not close
+it; a pool of another kind (blocking, Sentinel) or with client-side caching keeps the
+client's own path.
+
+A connection that fails is closed and the command tried once more on a new one (a Redis
+restart leaves every idle connection dead). A failure while the reply was on its way means
+Redis may have run the script already: the second try runs it again, so only scripts for
+which that is harmless come here (a throttle count one too high; reads). A timeout is not
+tried again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -35,30 +43,49 @@ def _sha(script: bytes) -> str:
 
 
 def script_run(client: Redis, script: bytes, keys: list[str], *args: Any) -> Any:
+    command = _command if _plain_pool(client.connection_pool) else _client_command
     try:
-        return _command(client, "EVALSHA", _sha(script), len(keys), *keys, *args)
+        return command(client, "EVALSHA", _sha(script), len(keys), *keys, *args)
     except NoScriptError:
-        return _command(client, "EVAL", script, len(keys), *keys, *args)
+        return command(client, "EVAL", script, len(keys), *keys, *args)
 
 
-class _ThreadConnections(threading.local):
+def _plain_pool(pool: ConnectionPool) -> bool:
+    return type(pool) is ConnectionPool and getattr(pool, "cache", None) is None
+
+
+def _client_command(client: Redis, *args: Any) -> Any:
+    return client.execute_command(*args)
+
+
+class _Connections:
+    """One thread's connections, by pool; closed when the thread ends (a connection is in a
+    reference cycle of redis-py's, which would keep it open until a garbage collection)."""
+
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.by_pool: weakref.WeakKeyDictionary[ConnectionPool, AbstractConnection] = (
             weakref.WeakKeyDictionary()
         )
 
+    def __del__(self) -> None:
+        for connection in list(self.by_pool.values()):
+            with contextlib.suppress(Exception):  # the thread is gone: nothing to tell
+                connection.disconnect()
 
-_connections = _ThreadConnections()
+
+_thread = threading.local()
 
 
 def _thread_connection(pool: ConnectionPool) -> AbstractConnection:
-    if _connections.pid != os.getpid():  # a forked child must not share its parent's sockets
-        _connections.__init__()  # type: ignore[misc]
-    connection = _connections.by_pool.get(pool)
+    connections: _Connections | None = getattr(_thread, "connections", None)
+    if connections is None or connections.pid != os.getpid():
+        # A forked child must not share its parent's sockets: its own, from here on.
+        connections = _thread.connections = _Connections()
+    connection = connections.by_pool.get(pool)
     if connection is None:
         connection = pool.connection_class(**pool.connection_kwargs)
-        _connections.by_pool[pool] = connection
+        connections.by_pool[pool] = connection
     return connection
 
 

@@ -55,15 +55,10 @@ def _key(*, user_id: int, window: int) -> str:
     return f"{prefix}:throttle:{user_id}:{window}" if prefix else f"throttle:{user_id}:{window}"
 
 
-# KEYS: the window's counter. ARGV: its lifetime. One command and one reply: measured 24 µs
-# of client CPU, against 39 µs for INCR and EXPIRE in a MULTI.
-_COUNT = b"""
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
-"""
-# The same, and then the values of the other keys, each a GET (its field '') or an HGET of
-# its field (ARGV[2..]), in one reply: one command instead of a pipeline (`core.redis_scripts`).
+# KEYS[1]: the window's counter, ARGV[1] its lifetime; then the other keys to read, each a
+# GET (its ARGV field '') or an HGET of its field, answered in the same reply. One command
+# and one reply: measured 24 µs of client CPU for the count alone, against 39 µs for INCR
+# and EXPIRE in a MULTI, and less than a pipeline for the reads (`core.redis_scripts`).
 _COUNT_AND_READ = b"""
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -83,8 +78,6 @@ def _count_request(
     `also_read`, read in the same round trip."""
     client = get_redis_connection("default")
     key = _key(user_id=user_id, window=window)
-    if not also_read:
-        return int(script_run(client, _COUNT, [key], WINDOW_SECONDS * 2)), []
     if any(read.field == "" for read in also_read):
         raise ValueError("An empty hash field cannot be read here (it means a GET).")
     count, *values = script_run(
