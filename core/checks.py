@@ -1,13 +1,16 @@
-"""The admin's middleware checks (admin.E408 to E410) are silenced in settings, because those
-middleware run from SITE_MIDDLEWARE (core.middleware.SiteOnlyMiddleware): this check puts
-the guard back where they now are."""
+"""Checks of settings that only go wrong together.
+
+The admin's middleware checks (admin.E408 to E410) are silenced in settings, because those
+middleware run from SITE_MIDDLEWARE (core.middleware.SiteOnlyMiddleware): the first check
+puts the guard back where they now are. The second keeps the web threads within the
+database pool."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 ADMIN_NEEDS = (
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -34,3 +37,24 @@ def site_middleware_check(**kwargs: Any) -> list[Error]:
             Error(f"SITE_MIDDLEWARE must keep the order {', '.join(ADMIN_NEEDS)}.", id="core.E003")
         )
     return errors
+
+
+@register()
+def web_threads_within_database_pool_check(**kwargs: Any) -> list[Warning]:
+    """Every thread of a web process may hold a database connection at once: more threads
+    than the pool has connections turn a busy moment into waits of up to
+    DB_CONNECT_TIMEOUT_SECONDS, then 503s."""
+    threads = settings.WEB_THREADS + settings.WEB_SLOW_THREADS + settings.STREAM_SYNC_THREADS
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    size = pool.get("max_size") if isinstance(pool, dict) else None
+    if size is None or threads <= size:
+        return []
+    return [
+        Warning(
+            f"A web process runs {threads} threads that may each hold a database connection "
+            f"(WEB_THREADS + WEB_SLOW_THREADS + {settings.STREAM_SYNC_THREADS}), more than "
+            f"its pool's {size} (DB_POOL_MAX_SIZE).",
+            hint="Raise DB_POOL_MAX_SIZE, or lower WEB_THREADS or WEB_SLOW_THREADS.",
+            id="core.W001",
+        )
+    ]

@@ -41,20 +41,17 @@ from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
 _wsgi_application = get_wsgi_application()
-django_wsgi = WSGIBridge(_wsgi_application, threads=int(os.environ.get("WEB_THREADS", "8")))
-django_wsgi_slow = WSGIBridge(
-    _wsgi_application, threads=int(os.environ.get("WEB_SLOW_THREADS", "8"))
-)
+django_wsgi = WSGIBridge(_wsgi_application, threads=settings.WEB_THREADS)
+django_wsgi_slow = WSGIBridge(_wsgi_application, threads=settings.WEB_SLOW_THREADS)
 
 
 # The synchronous steps of a stream are short (an authentication, a row read, a connection
 # given back): a few threads keep up with hundreds of streams. Each runs one call at a time,
 # as Django's thread-sensitive code expects of a request's thread; no call leaves a
 # transaction or a connection open behind it.
-STREAM_SYNC_THREADS = 4
 _stream_executors = [
     ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-sync")
-    for _ in range(STREAM_SYNC_THREADS)
+    for _ in range(settings.STREAM_SYNC_THREADS)
 ]
 _next_executor = itertools.cycle(_stream_executors)
 
@@ -80,13 +77,15 @@ def _route_resolved(method: str, path: str) -> Route:
         match = resolve(path)
     except Resolver404:
         return Route.SYNC
+    method = method.upper()
     if iscoroutinefunction(match.func):
         # Any other method on an async route is answered 405 there, by a sync view.
         return Route.ASYNC if method in ("GET", "HEAD") else Route.SYNC
     if "admin" in match.namespaces:
         return Route.SLOW  # the operators' pages: heavier, and their sign-in hashes a password
     view_class = getattr(match.func, "view_class", None)
-    return Route.SLOW if method in getattr(view_class, "slow_methods", ()) else Route.SYNC
+    handled_as = "GET" if method == "HEAD" else method  # Django answers HEAD with `get`
+    return Route.SLOW if handled_as in getattr(view_class, "slow_methods", ()) else Route.SYNC
 
 
 def _bodiless(receive: Any) -> Any:

@@ -154,6 +154,13 @@ _db_options["pool"] = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The threads of a web process that may each hold a database connection (gemini_clone.asgi):
+# the synchronous views', the slow views', and those running the streams' synchronous steps.
+# Together they should not outnumber the pool above (core.checks warns).
+WEB_THREADS = env_int("WEB_THREADS", 8)
+WEB_SLOW_THREADS = env_int("WEB_SLOW_THREADS", 8)
+STREAM_SYNC_THREADS = 4
+
 REDIS_URL = env_str("REDIS_URL")
 if not REDIS_URL:
     raise ImproperlyConfigured(

@@ -28,6 +28,8 @@ class ExportQuerySerializer(serializers.Serializer):
 
 
 class ChatroomExportView(APIView):
+    slow_methods = frozenset({"GET"})  # the whole chatroom, built at once (gemini_clone.asgi)
+
     @extend_schema(
         operation_id="chatroom_export",
         summary="Download a chatroom",

@@ -91,3 +91,13 @@ def test_an_unknown_log_format_is_refused():
     result = _manage("check", DEBUG="true", LOG_FORMAT="xml")
     assert result.returncode != 0
     assert "LOG_FORMAT must be one of console, json" in result.stderr
+
+
+def test_more_web_threads_than_database_connections_is_warned(settings):
+    from core.checks import web_threads_within_database_pool_check
+
+    assert web_threads_within_database_pool_check() == []  # the defaults: 8 + 8 + 4, 20
+    settings.WEB_SLOW_THREADS = 9
+    (warning,) = web_threads_within_database_pool_check()
+    assert warning.id == "core.W001"
+    assert "21 threads" in warning.msg and "20" in warning.msg
