@@ -14,9 +14,9 @@ from billing.models import BillingAccount, Subscription
 # Plain SQL: this runs on every send and every /api/user/me, and the ORM spent more CPU
 # compiling the query than PostgreSQL spent answering it. The statuses are our constants,
 # written into the text: as a parameter, the list's conversion cost a twentieth of /me's CPU.
-_PRO_STATUSES = ", ".join(f"'{status}'" for status in Subscription.PRO_STATUSES)
-if not all(str(status).isidentifier() for status in Subscription.PRO_STATUSES):
+if not all(status.value.isidentifier() for status in Subscription.PRO_STATUSES):
     raise ValueError("A subscription status to be written into SQL must be a plain word.")
+_PRO_STATUSES = ", ".join(f"'{status.value}'" for status in Subscription.PRO_STATUSES)
 _IS_PRO_SQL = f"""(
     EXISTS (SELECT 1 FROM {BillingAccount._meta.db_table}
             WHERE user_id = %(pro_user_id)s AND pro_granted_until > %(pro_now)s)

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections, router, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
@@ -494,6 +495,8 @@ def _record(*, outcome: Outcome, claim: Claim) -> tuple[Message | None, float | 
 # None of them converts its database value (no `from_db_value`), so a row of them is what
 # `Model.from_db` takes as is: no RawQuerySet, which would work out the columns every time.
 _MESSAGE_FIELDS = [str(field.attname) for field in Message._meta.concrete_fields]
+if any(hasattr(field, "from_db_value") for field in Message._meta.concrete_fields):
+    raise ImproperlyConfigured("A Message field converts its database value: use raw() in _end.")
 _MESSAGE_COLUMNS = ", ".join(
     connection.ops.quote_name(str(field.column)) for field in Message._meta.concrete_fields
 )

@@ -143,6 +143,27 @@ def test_an_empty_system_prompt_is_not_sent_at_all(model, fake, empty):
     assert "systemInstruction" not in fake.requests[-1]["body"]
 
 
+def test_one_call_s_system_prompt_never_reaches_the_next(model, fake):
+    """The request's config is built once per model and shared: a prompt goes into a copy."""
+    fake.script(Reply(text="a"), Reply(text="b"))
+
+    run(model, system_prompt="The secret instructions of user A.")
+    run(model, system_prompt="")
+
+    assert "systemInstruction" not in fake.requests[-1]["body"]
+
+
+def test_threads_at_once_each_send_their_own_system_prompt(model, fake):
+    calls = 16
+    fake.script(*[Reply(text=f"r{index}") for index in range(calls)])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda index: run(model, system_prompt=f"prompt-{index}"), range(calls)))
+
+    sent = [request["body"]["systemInstruction"]["parts"][0]["text"] for request in fake.requests]
+    assert sorted(sent[-calls:]) == sorted(f"prompt-{index}" for index in range(calls))
+
+
 def test_history_reaches_gemini_in_order_with_its_roles(model, fake):
     fake.script(Reply(text="Rome."))
 
