@@ -86,6 +86,17 @@ def _pro_account_with_history(client: APIClient, fake_stripe: Any) -> dict[str, 
     return account
 
 
+def _customer_with_stored_events(fake_stripe: Any) -> str:
+    """The Stripe customer of an account that bought Pro: its webhook events are stored."""
+    client = APIClient()
+    account = _account_with_history(client, password=PASSWORD)
+    client.force_authenticate(User.objects.get(pk=account["user_id"]))
+    fake_stripe.complete_checkout(subscribe(client)["session_id"])
+    customer_id = BillingAccount.objects.get(user_id=account["user_id"]).stripe_customer_id
+    assert customer_id
+    return customer_id
+
+
 def _rows_of(user_id: int, message_ids: list[int], jtis: list[str]) -> dict[str, int]:
     """Rows that name the user, in every table with a foreign key or a one-to-one key to it,
     and those keyed by the chatrooms, the messages or the tokens instead. The number's codes
@@ -426,12 +437,7 @@ def _cancel_requests(fake_stripe: Any) -> list[Any]:
 
 
 def test_events_stored_before_the_customer_was_retired_are_reduced_to_ids(fake_stripe):
-    client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    customer_id = BillingAccount.objects.get(user_id=account["user_id"]).stripe_customer_id
-    assert customer_id
+    customer_id = _customer_with_stored_events(fake_stripe)
     stored = StripeEvent.objects.filter(payload__data__object__customer=customer_id)
     assert any(set(row.payload["data"]["object"]) - {"id", "object", "customer", "status"}
                for row in stored)  # fmt: skip
@@ -496,12 +502,7 @@ def test_a_first_purchase_whose_account_was_just_deleted_is_a_401_not_a_500():
 def test_an_event_stored_whole_after_the_customer_was_retired_is_reduced(fake_stripe):
     """The webhook's check and its insert can straddle the deletion's commit (and its
     reduction): the check made again once the row is stored reduces it."""
-    client = APIClient()
-    account = _account_with_history(client, password=PASSWORD)
-    client.force_authenticate(User.objects.get(pk=account["user_id"]))
-    fake_stripe.complete_checkout(subscribe(client)["session_id"])
-    customer_id = BillingAccount.objects.get(user_id=account["user_id"]).stripe_customer_id
-    assert customer_id
+    customer_id = _customer_with_stored_events(fake_stripe)
     whole = StripeEvent.objects.filter(payload__data__object__customer=customer_id).first()
     assert whole is not None
     assert set(whole.payload["data"]["object"]) - {"id", "object", "customer", "status"}
