@@ -38,7 +38,9 @@ PRO_PRODUCT_NAME = "Gemini Clone Pro"
 
 def billing_account_of(*, user: User) -> BillingAccount:
     """The user's billing row, made the first time. AccountGone when the account was deleted
-    while this request, authenticated before, was served (the new row's key refused)."""
+    while this request, authenticated before, was served (the new row's key refused) — in
+    autocommit, as the API's requests run. Inside a caller's transaction the key is checked
+    at that transaction's commit, which raises the IntegrityError itself."""
     try:
         account, _ = BillingAccount.objects.get_or_create(user=user)
     except IntegrityError:
