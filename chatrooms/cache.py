@@ -23,6 +23,7 @@ missed does not outlive the outage here; other processes may serve it until the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Mapping
@@ -46,8 +47,12 @@ EPOCH_TTL_SECONDS = 24 * 3600
 
 # Failed invalidations waiting for Redis to come back (bounded: past it, the TTL has to do).
 _PENDING_MAX = 10_000
-_pending: set[int] = set()
+# User id -> the number of its latest failed invalidation. An id leaves only once an
+# invalidation that began after that failure succeeded: while a retry is on its way, the
+# id still holds back this process's reads of that user's pages.
+_pending: dict[int, int] = {}
 _pending_lock = threading.Lock()
+_failures = itertools.count(1)
 
 # KEYS: page hash, epoch. ARGV: epoch read before the query, field, body, ttl, max pages,
 # max bytes. Returns 1 if stored, 0 if the epoch moved on, -1 if the page does not fit.
@@ -158,8 +163,8 @@ def list_cache_invalidate(*, user_id: int) -> None:
     except RedisError as exc:
         logger.warning("Chatroom list cache of user %s not invalidated: %r", user_id, exc)
         with _pending_lock:
-            if len(_pending) < _PENDING_MAX:
-                _pending.add(user_id)
+            if len(_pending) < _PENDING_MAX or user_id in _pending:
+                _pending[user_id] = next(_failures)
 
 
 def _invalidate(user_ids: list[int]) -> None:
@@ -175,16 +180,17 @@ def _invalidate(user_ids: list[int]) -> None:
 def _retry_pending_invalidations() -> bool:
     """Invalidate what failed earlier. False while Redis is still unreachable."""
     with _pending_lock:
-        user_ids = list(_pending)
-        _pending.clear()
-    if not user_ids:
+        waiting = dict(_pending)
+    if not waiting:
         return True
     try:
-        _invalidate(user_ids)
+        _invalidate(list(waiting))
     except RedisError:
-        with _pending_lock:
-            _pending.update(user_ids)
         return False
+    with _pending_lock:
+        for user_id, failure in waiting.items():
+            if _pending.get(user_id) == failure:  # no newer failure meanwhile
+                del _pending[user_id]
     return True
 
 

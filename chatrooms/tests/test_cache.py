@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from django.db import transaction
 from django_redis import get_redis_connection
@@ -379,3 +381,28 @@ def test_nothing_is_read_ahead_while_an_invalidation_waits(user: User, cache_red
     }
     assert calls["hget"] == 1  # the view's own read, after the retry; none ahead of it
     assert (state, _names(body)) == ("MISS", ["B", "A"])
+
+
+def test_an_invalidation_being_retried_still_holds_back_reads(user: User, cache_redis) -> None:
+    """Until the retry has succeeded, a read of the user's pages in this process must not
+    trust Redis: the page there may still be the one from before the write."""
+    cache_redis.refuse_connections()
+    cache.list_cache_invalidate(user_id=user.pk)  # fails: remembered
+    cache_redis.accept_connections()
+    kwargs = cache_redis.client.get_connection_kwargs()
+    stalled = threading.Thread(
+        target=lambda: redis.Redis(host=kwargs["host"], port=kwargs["port"]).execute_command(
+            "DEBUG", "SLEEP", "0.6"
+        )
+    )
+    stalled.start()
+    time.sleep(0.1)  # Redis now answers nobody for half a second
+    retry = threading.Thread(target=cache._retry_pending_invalidations)
+    retry.start()
+    time.sleep(0.2)  # the retry waits on Redis
+
+    assert cache.list_cache_reads_ahead(user_id=user.pk, field="f") == []
+
+    retry.join()
+    stalled.join()
+    assert cache.list_cache_reads_ahead(user_id=user.pk, field="f") != []
