@@ -98,7 +98,7 @@ def _redis() -> Redis:
     return get_redis_connection("default")
 
 
-def list_cache_reads(*, user_id: int, field: str) -> tuple[RedisRead, RedisRead]:
+def _page_reads(*, user_id: int, field: str) -> tuple[RedisRead, RedisRead]:
     """What a read of the page `field` reads: the page, and the user's epoch."""
     pages_key, epoch_key = _keys(user_id)
     return RedisRead(pages_key, field), RedisRead(epoch_key)
@@ -109,14 +109,14 @@ def list_cache_reads_ahead(*, user_id: int, field: str) -> list[RedisRead]:
     `list_cache_read`; none while this process has invalidations to retry (what it would
     read then could be older than one of them, and another thread may retry it before the
     page is served)."""
-    return [] if _pending else list(list_cache_reads(user_id=user_id, field=field))
+    return [] if _pending else list(_page_reads(user_id=user_id, field=field))
 
 
 def list_cache_read(
     *, user_id: int, field: str, prefetched: Mapping[RedisRead, Any] | None = None
 ) -> CacheRead:
     """The page `field`, with its epoch; from `prefetched` when both were read there."""
-    pages, epoch_read = list_cache_reads(user_id=user_id, field=field)
+    pages, epoch_read = _page_reads(user_id=user_id, field=field)
     if _pending:
         # Read before this process's invalidation was retried: not to be trusted.
         prefetched = None
