@@ -70,6 +70,12 @@ def auth_user_from_redis(raw: bytes | None) -> User | None:
     return None if cached == _FORGOTTEN else cached
 
 
+def auth_user_forgotten_raw() -> bytes:
+    """The raw Redis value that stands for "no copy" (a forgotten row), for a script that
+    must tell it from a copy without decoding it."""
+    return bytes(cache.client.encode(_FORGOTTEN, allow_int=False))  # type: ignore[attr-defined]
+
+
 def auth_user_remember(*, user: User) -> None:
     cache.add(_key(user.pk), user, timeout=settings.AUTH_USER_CACHE_TTL)
 

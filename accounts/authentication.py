@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -39,6 +40,38 @@ def _verified(raw_token: bytes) -> Token:
     return JWTAuthentication().get_validated_token(raw_token)
 
 
+def token_validated(raw_token: bytes) -> Token:
+    """The token, verified and unexpired by this request's clock; raises InvalidToken."""
+    token = _verified(raw_token)
+    try:
+        token.check_exp(current_time=aware_utcnow())
+    except TokenError as exc:
+        raise InvalidToken(
+            {"detail": "Given token not valid for any token type", "messages": [exc.args[0]]}
+        ) from exc
+    return token
+
+
+def token_user_id_of(token: Token) -> int:
+    """The id of the user the token names; raises InvalidToken when it names none."""
+    user_id = token_user_id(token.get(api_settings.USER_ID_CLAIM))
+    if user_id is None:
+        raise InvalidToken("Token contained no recognizable user identification")
+    return user_id
+
+
+def cached_user_checked(cached: AbstractBaseUser, token: Token) -> AbstractBaseUser:
+    """simplejwt's checks of the user, on the cached copy: raises AuthenticationFailed when
+    the user is inactive or the token was issued before a password change."""
+    if api_settings.CHECK_USER_IS_ACTIVE and not cached.is_active:
+        raise AuthenticationFailed("User is inactive", code="user_inactive")
+    if api_settings.CHECK_REVOKE_TOKEN and token.get(
+        api_settings.REVOKE_TOKEN_CLAIM
+    ) != get_md5_hash_password(cached.password):
+        raise AuthenticationFailed("The user's password has been changed.", code="password_changed")
+    return cached
+
+
 class CachedUserJWTAuthentication(JWTAuthentication):
     # DRF builds an authenticator per request, and simplejwt's __init__ looks the user model
     # up each time (`get_user_model()`: about 3% of a cached list's CPU); it is known here.
@@ -48,14 +81,7 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         """Nothing to set up: `user_model` is the class's."""
 
     def get_validated_token(self, raw_token: bytes) -> Token:
-        token = _verified(raw_token)
-        try:
-            token.check_exp(current_time=aware_utcnow())
-        except TokenError as exc:
-            raise InvalidToken(
-                {"detail": "Given token not valid for any token type", "messages": [exc.args[0]]}
-            ) from exc
-        return token
+        return token_validated(raw_token)
 
     def authenticate(self, request: Request) -> tuple[Any, Token] | None:
         self._request = request
@@ -69,9 +95,7 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         return result
 
     def get_user(self, validated_token: Token) -> Any:
-        user_id = token_user_id(validated_token.get(api_settings.USER_ID_CLAIM))
-        if user_id is None:
-            raise InvalidToken("Token contained no recognizable user identification")
+        user_id = token_user_id_of(validated_token)
         view = self._request.parser_context.get("view")
         self._view_reads = prefetch_reads_of_view(view, self._request, user_id)
         self._counted = request_count_with(
@@ -84,15 +108,7 @@ class CachedUserJWTAuthentication(JWTAuthentication):
             user = cast(User, super().get_user(validated_token))
             auth_user_remember(user=user)
             return user
-        if api_settings.CHECK_USER_IS_ACTIVE and not cached.is_active:
-            raise AuthenticationFailed("User is inactive", code="user_inactive")
-        if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-            api_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(cached.password):
-            raise AuthenticationFailed(
-                "The user's password has been changed.", code="password_changed"
-            )
-        return cached
+        return cached_user_checked(cached, validated_token)
 
 
 class CachedUserJWTScheme(SimpleJWTScheme):

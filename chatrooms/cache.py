@@ -112,6 +112,12 @@ def list_cache_reads_ahead(*, user_id: int, field: str) -> list[RedisRead]:
     return [] if _pending else list(_page_reads(user_id=user_id, field=field))
 
 
+def list_cache_page_read(*, user_id: int, field: str) -> RedisRead | None:
+    """The read of the page alone, for a caller that serves it only if it is there (a hit
+    needs no epoch); None while this process has invalidations to retry."""
+    return None if _pending else _page_reads(user_id=user_id, field=field)[0]
+
+
 def list_cache_read(
     *, user_id: int, field: str, prefetched: Mapping[RedisRead, Any] | None = None
 ) -> CacheRead:

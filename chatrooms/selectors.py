@@ -66,6 +66,15 @@ def chatroom_list_page_reads(
     return cache.list_cache_reads_ahead(user_id=user_id, field=field)
 
 
+def chatroom_list_page_cached_read(
+    *, user_id: int, before_id: int | None, limit: int, list_url: str
+) -> RedisRead | None:
+    """The Redis read of that page's cached body, whose value, when there is one, is the
+    body `chatroom_list_page` would serve; None when the cache is not to be read now."""
+    field = _list_page_field(before_id=before_id, limit=limit, list_url=list_url)
+    return cache.list_cache_page_read(user_id=user_id, field=field)
+
+
 def chatroom_list_page(
     *,
     user_id: int,

@@ -38,14 +38,14 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 
 @functools.cache
-def _sha(script: bytes) -> str:
+def script_sha(script: bytes) -> str:
     return hashlib.sha1(script, usedforsecurity=False).hexdigest()
 
 
 def script_run(client: Redis, script: bytes, keys: list[str], *args: Any) -> Any:
     command = _command if _plain_pool(client.connection_pool) else _client_command
     try:
-        return command(client, "EVALSHA", _sha(script), len(keys), *keys, *args)
+        return command(client, "EVALSHA", script_sha(script), len(keys), *keys, *args)
     except NoScriptError:
         return command(client, "EVAL", script, len(keys), *keys, *args)
 

@@ -38,6 +38,7 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
+from core.redis_async import cache_redis_scripts
 from core.redis_prefetch import RedisRead
 from core.redis_scripts import script_run
 
@@ -116,6 +117,48 @@ def request_wait_seconds(*, user_id: int) -> float | None:
     """Counts a request of this user: None while within API_RATE_PER_MINUTE (or while Redis
     cannot say), else the seconds until the minute ends."""
     return request_count_with(user_id=user_id).wait
+
+
+# KEYS[1]: the window's counter; then the keys to read, as in _COUNT_AND_READ (ARGV[2 + i]
+# the field of KEYS[1 + i]). The request is counted only when every read finds a value, and
+# none equal to ARGV[2]; else nothing is counted and the reply is nil.
+_COUNT_IF_ALL_FOUND = b"""
+local reply = {0}
+for i = 2, #KEYS do
+  local value
+  if ARGV[i + 1] == '' then value = redis.call('GET', KEYS[i])
+  else value = redis.call('HGET', KEYS[i], ARGV[i + 1]) end
+  if not value or value == ARGV[2] then return false end
+  reply[i] = value
+end
+reply[1] = redis.call('INCR', KEYS[1])
+if reply[1] == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return reply
+"""
+
+
+async def request_count_if_all_found(
+    *, user_id: int, reads: Sequence[RedisRead], not_found: bytes
+) -> Counted | None:
+    """For a request the event loop answers itself when its reads all find something: makes
+    `reads` and, only when each found a value other than `not_found`, counts the request,
+    in one round trip. None when one did not (nothing counted). Raises RedisError."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    if any(read.field == "" for read in reads):
+        raise ValueError("An empty hash field cannot be read here (it means a GET).")
+    reply = await cache_redis_scripts().run(
+        _COUNT_IF_ALL_FOUND,
+        [_key(user_id=user_id, window=window), *(read.key for read in reads)],
+        WINDOW_SECONDS * 2,
+        not_found,
+        *(read.field or "" for read in reads),
+    )
+    if reply is None:
+        return None
+    count, *values = reply
+    wait = None if count <= settings.API_RATE_PER_MINUTE else (window + 1) * WINDOW_SECONDS - now
+    return Counted(wait=wait, values=values)
 
 
 _COUNTED_ATTR = "throttle_counted_wait"

@@ -40,6 +40,9 @@ from core.request_log import RequestLog
 from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
+
+from gemini_clone.cached_list import CachedListHits  # noqa: E402 - needs Django set up
+
 _wsgi_application = get_wsgi_application()
 django_wsgi = WSGIBridge(_wsgi_application, threads=settings.WEB_THREADS)
 django_wsgi_slow = WSGIBridge(_wsgi_application, threads=settings.WEB_SLOW_THREADS)
@@ -124,4 +127,6 @@ async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
         await django_wsgi(scope, receive, send)
 
 
-application = RequestLog(RequestBodyReader(_dispatch, max_bytes=settings.API_MAX_BODY_BYTES))
+application = RequestLog(
+    RequestBodyReader(CachedListHits(_dispatch), max_bytes=settings.API_MAX_BODY_BYTES)
+)

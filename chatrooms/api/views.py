@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -110,21 +110,22 @@ def _list_url(request: Request) -> str:
 
 
 @dataclass(frozen=True)
-class _ListQuery:
+class ListQuery:
     before_id: int | None
     limit: int
     list_url: str
 
 
-def _list_query(request: Request, *, user_id: int) -> _ListQuery | None:
-    """The page a list request asks for; None when its cursor is not this user's."""
-    cursor = request.query_params.get("cursor")
+def list_query(request: HttpRequest, *, user_id: int) -> ListQuery | None:
+    """The page a list request asks for; None when its cursor is not this user's. Raises
+    DisallowedHost when its Host is not one of ALLOWED_HOSTS."""
+    cursor = request.GET.get("cursor")
     before_id = None
     if cursor:
         before_id = list_cursor_decode(user_id=user_id, cursor=cursor)
         if before_id is None:
             return None
-    return _ListQuery(before_id, page_limit(request.query_params), _list_url(request))
+    return ListQuery(before_id, page_limit(request.GET), request.build_absolute_uri(request.path))
 
 
 def _detail_body(detail: selectors.ChatroomDetail) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def _detail_body(detail: selectors.ChatroomDetail) -> dict[str, Any]:
 
 
 class ChatroomListCreateView(APIView):
-    _query: tuple[int, _ListQuery | None] | None = None  # DRF makes a view per request
+    _query: tuple[int, ListQuery | None] | None = None  # DRF makes a view per request
 
     def redis_reads_with_auth(self, request: Request, user_id: int) -> list[RedisRead]:
         """A GET's cached page is read in authentication's Redis round trip
@@ -150,10 +151,10 @@ class ChatroomListCreateView(APIView):
             user_id=user_id, before_id=query.before_id, limit=query.limit, list_url=query.list_url
         )
 
-    def _query_of(self, request: Request, *, user_id: int) -> _ListQuery | None:
-        """`_list_query`, worked out once per request (authentication asks for it first)."""
+    def _query_of(self, request: Request, *, user_id: int) -> ListQuery | None:
+        """`list_query`, worked out once per request (authentication asks for it first)."""
         if self._query is None or self._query[0] != user_id:
-            self._query = (user_id, _list_query(request, user_id=user_id))
+            self._query = (user_id, list_query(request._request, user_id=user_id))
         return self._query[1]
 
     @extend_schema(
