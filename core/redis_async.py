@@ -1,6 +1,6 @@
 """Lua scripts run from the event loop, on a few Redis connections of the loop's own.
 
-For the requests the event loop answers itself (`gemini_clone.cached_list`): no thread, so
+For the requests the event loop answers itself (`gemini_clone.loop_answers`): no thread, so
 no blocking client. redis-py's asyncio pool costs a third more client CPU per command than
 taking a connection from a plain list (measured: 108 against 78 µs per EVALSHA), so the
 connections are kept here: at most `max_connections` per event loop, each carrying one

@@ -41,7 +41,7 @@ from core.wsgi_bridge import WSGIBridge
 
 django_asgi = get_asgi_application()
 
-from gemini_clone.cached_list import CachedListHits  # noqa: E402 - needs Django set up
+from gemini_clone.loop_answers import LoopAnswers  # noqa: E402 - needs Django set up
 
 _wsgi_application = get_wsgi_application()
 django_wsgi = WSGIBridge(_wsgi_application, threads=settings.WEB_THREADS)
@@ -128,5 +128,8 @@ async def _dispatch(scope: Any, receive: Any, send: Any) -> None:
 
 
 application = RequestLog(
-    RequestBodyReader(CachedListHits(_dispatch), max_bytes=settings.API_MAX_BODY_BYTES)
+    RequestBodyReader(
+        LoopAnswers(_dispatch, threads=django_wsgi.executor),
+        max_bytes=settings.API_MAX_BODY_BYTES,
+    )
 )

@@ -1,6 +1,6 @@
-"""Cached list hits answered in the event loop (`gemini_clone.cached_list`): the same answer as
-Django's for every request, Django's whenever it could differ, and never a page it would
-not serve."""
+"""Cached list hits and `/me` answered in the event loop (`gemini_clone.loop_answers`): the
+same answer as Django's for every request, Django's whenever it could differ, and never an
+answer it would not give."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django_redis import get_redis_connection
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -25,8 +26,9 @@ from chatrooms.tests.factories import ChatroomFactory, UserFactory
 from core.request_body import RequestBodyReader
 from core.request_log import RequestLog
 from core.throttling import WINDOW_SECONDS
-from gemini_clone.asgi import _dispatch
-from gemini_clone.cached_list import CachedListHits
+from gemini_clone.asgi import _dispatch, django_wsgi
+from gemini_clone.loop_answers import LoopAnswers
+from usage.models import DailyUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,7 +55,9 @@ class Server:
 
         limit = django_settings.API_MAX_BODY_BYTES
         self.with_hits = RequestLog(
-            RequestBodyReader(CachedListHits(counted_dispatch), max_bytes=limit)
+            RequestBodyReader(
+                LoopAnswers(counted_dispatch, threads=django_wsgi.executor), max_bytes=limit
+            )
         )
         self.django_only = RequestLog(RequestBodyReader(_dispatch, max_bytes=limit))
 
@@ -386,3 +390,68 @@ def test_the_log_line_names_the_route_and_user(server, owner, caplog) -> None:
     line = caplog.records[-1].msg
     assert isinstance(line, dict)
     assert (line["route"], line["user_id"], line["status"]) == ("api/chatroom", owner.pk, 200)
+
+
+ME = "/api/user/me"
+
+
+def test_me_is_answered_in_the_event_loop_with_djangos_answer(server, owner) -> None:
+    token = _token(owner)
+    first = server.get(ME, token=token)  # Django's (the row's copy is remembered)
+    assert first.status == 200
+    assert server.get(ME, token=token).status == 200  # Django's again, its headers kept
+    answer, in_loop = server.both(ME, token=token)
+    assert in_loop
+    assert json.loads(answer.body)["id"] == owner.pk
+    assert json.loads(answer.body)["usage"]["used"] == 0
+
+
+def test_me_follows_the_users_changes(server, owner) -> None:
+    token = _token(owner)
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    owner.name = "Ada"
+    owner.save()
+    assert json.loads(server.get(ME, token=token).body)["name"] == "Ada"  # Django's
+    _copy_of_current_row(server, owner)  # once the change's marker is gone
+    answer, in_loop = server.both(ME, token=token)
+    assert in_loop and json.loads(answer.body)["name"] == "Ada"
+
+
+@pytest.mark.parametrize("authorization", [None, b"Bearer not-a-token", "expired"])
+def test_me_with_a_refused_token_is_djangos(server, owner, authorization) -> None:
+    token = _token(owner)
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    if authorization == "expired":
+        authorization = f"Bearer {_expired_token(owner)}".encode()
+    headers = [] if authorization is None else [(b"authorization", authorization)]
+    answer, in_loop = server.both(ME, headers=headers)
+    assert answer.status == 401 and not in_loop
+
+
+def test_me_after_a_password_change_is_refused(server, owner) -> None:
+    token = _token(owner)
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    owner.set_password("a new password 123")
+    owner.save()
+    _copy_of_current_row(server, owner)
+    answer, in_loop = server.both(ME, token=token)
+    assert answer.status == 401 and not in_loop
+
+
+def test_me_whose_query_fails_is_djangos(server, owner) -> None:
+    token = _token(owner)
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    table = DailyUsage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE "{table}" RENAME TO "{table}_away"')
+    try:
+        answer, in_loop = server.both(ME, token=token)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE "{table}_away" RENAME TO "{table}"')
+    assert answer.status == 500 and not in_loop
+    assert json.loads(answer.body)["error"]["code"] == "server_error"
