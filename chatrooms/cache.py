@@ -112,6 +112,12 @@ def list_cache_reads_ahead(*, user_id: int, field: str) -> list[RedisRead]:
     return [] if _pending else list(_page_reads(user_id=user_id, field=field))
 
 
+def list_cache_pending() -> bool:
+    """Whether this process has invalidations to retry: until they succeed, a page read from
+    Redis may be older than one of them."""
+    return bool(_pending)
+
+
 def list_cache_page_read(*, user_id: int, field: str) -> RedisRead | None:
     """The read of the page alone, for a caller that serves it only if it is there (a hit
     needs no epoch); None while this process has invalidations to retry."""

@@ -6,24 +6,35 @@ taking a connection from a plain list (measured: 108 against 78 µs per EVALSHA)
 connections are kept here: at most `max_connections` per event loop, each carrying one
 command at a time; a command waits for one when all are busy.
 
+Every call is bounded by `timeout` seconds, its wait for a connection included. After a
+connection error or a timeout, every call fails at once (`RedisPaused`) for
+`pause_seconds`, queued ones included: callers have another way to answer, and a Redis that
+does not answer should not make each of them wait for it in turn. An answer of Redis's
+(a script's error) pauses nothing.
+
 A connection whose command failed or was cancelled half-way is closed, never reused: what
-is left to read on it is unknown. Nothing is retried: a caller that falls back on another
-path on any error has no use for a second try.
+is left to read on it is unknown. One that Redis closed while it was idle (a restart, its
+idle `timeout`) is replaced before use. Nothing is retried: a script may have run already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
+import time
 from typing import Any
 
 from django.conf import settings
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redis_scripts import script_sha
+
+
+class RedisPaused(RedisError):
+    """Not tried: Redis failed less than `pause_seconds` ago."""
 
 
 class _LoopConnections:
@@ -32,45 +43,87 @@ class _LoopConnections:
         self.idle: list[AbstractConnection] = []
         self.free = asyncio.Semaphore(max_connections)
 
+    async def take(self) -> AbstractConnection:
+        while self.idle:
+            connection = self.idle.pop()
+            # redis-py has no public way to tell that Redis closed a connection: its
+            # reader has seen the end of the stream.
+            reader = getattr(connection, "_reader", None)
+            if reader is not None and not reader.at_eof():
+                return connection
+            await _close(connection)  # closed by Redis while idle
+        return self.factory.make_connection()
+
 
 class AsyncScripts:
     """Runs scripts on the Redis at `url`, from any event loop (connections per loop)."""
 
-    def __init__(self, url: str, *, max_connections: int, **connection_options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int,
+        timeout: float,
+        pause_seconds: float = 1.0,
+        **connection_options: Any,
+    ) -> None:
         self.url = url
         self.max_connections = max_connections
+        self.timeout = timeout
+        self.pause_seconds = pause_seconds
         self.connection_options = connection_options
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
+        self._failed_at = float("-inf")
 
     async def run(self, script: bytes, keys: list[str], *args: Any) -> Any:
-        """The script's reply; raises RedisError."""
+        """The script's reply; raises RedisError (RedisPaused among them)."""
+        self._refuse_while_paused()
         connections = self._of_running_loop()
-        async with connections.free:
-            connection = connections.idle.pop() if connections.idle else None
-            if connection is None:
-                connection = connections.factory.make_connection()
+        try:
+            async with asyncio.timeout(self.timeout), connections.free:
+                self._refuse_while_paused()  # it may have failed while this one waited
+                return await self._run_on(connections, script, keys, args)
+        except (ResponseError, RedisPaused):
+            raise
+        except RedisError:
+            self._failed_at = time.monotonic()
+            raise
+        except TimeoutError as exc:  # waited `timeout` in all, for a connection included
+            self._failed_at = time.monotonic()
+            raise RedisTimeoutError(f"no answer within {self.timeout} s") from exc
+
+    async def _run_on(
+        self, connections: _LoopConnections, script: bytes, keys: list[str], args: tuple[Any, ...]
+    ) -> Any:
+        connection = await connections.take()
+        try:
             try:
-                try:
-                    reply = await _command(
-                        connection, "EVALSHA", script_sha(script), len(keys), *keys, *args
-                    )
-                except NoScriptError:
-                    reply = await _command(connection, "EVAL", script, len(keys), *keys, *args)
-            except ResponseError:
-                connections.idle.append(connection)  # Redis answered: the connection is fine
-                raise
-            except BaseException:
-                await _close(connection)
-                raise
-            connections.idle.append(connection)
-            return reply
+                reply = await _command(
+                    connection, "EVALSHA", script_sha(script), len(keys), *keys, *args
+                )
+            except NoScriptError:
+                reply = await _command(connection, "EVAL", script, len(keys), *keys, *args)
+        except ResponseError:
+            connections.idle.append(connection)  # Redis answered: the connection is fine
+            raise
+        except BaseException:
+            await _close(connection)
+            raise
+        connections.idle.append(connection)
+        return reply
+
+    def _refuse_while_paused(self) -> None:
+        if time.monotonic() - self._failed_at < self.pause_seconds:
+            raise RedisPaused("Redis failed less than a pause ago")
 
     def _of_running_loop(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
         connections = self._loops.get(loop)
         if connections is None:
+            # A loop that closed (a test's, a restarted server's) leaves its connections to
+            # the garbage collector, which closes their sockets.
+            for closed in [known for known in self._loops if known.is_closed()]:
+                del self._loops[closed]
             factory = ConnectionPool.from_url(self.url, **self.connection_options)
             connections = self._loops[loop] = _LoopConnections(factory, self.max_connections)
         return connections
@@ -90,18 +143,20 @@ _of_url: dict[tuple[str, int], AsyncScripts] = {}
 
 
 def cache_redis_scripts() -> AsyncScripts:
-    """An `AsyncScripts` for the Redis of the default cache, with its timeouts; at most
-    WEB_THREADS connections per event loop, as many as the threads that serve the same
-    requests otherwise."""
+    """An `AsyncScripts` for the Redis of the default cache (its URL, credentials and TLS
+    included, and its timeouts); at most WEB_THREADS connections per event loop, as many as
+    the threads that serve the same requests otherwise."""
     cache: dict[str, Any] = settings.CACHES["default"]
     options: dict[str, Any] = cache.get("OPTIONS", {})
     key = (str(cache["LOCATION"]), settings.WEB_THREADS)
     scripts = _of_url.get(key)
     if scripts is None:
+        socket_timeout = options.get("SOCKET_TIMEOUT") or 1.0
         scripts = _of_url[key] = AsyncScripts(
             key[0],
             max_connections=key[1],
-            socket_timeout=options.get("SOCKET_TIMEOUT"),
-            socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT"),
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT") or socket_timeout,
         )
     return scripts

@@ -20,9 +20,12 @@ same code:
 One Lua script reads the user's row (and the page) and, only when all are there, counts the
 request (`core.throttling.request_count_if_all_found`). Anything else goes to Django
 untouched, nothing counted: no token, a miss, a forgotten row, an unusual request header,
-Redis down (for a second after a Redis error, nothing is tried here). A request counted here
-and then handed over (a token refused by the row's checks, the rate passed, a database
-error for `/me`) is counted by Django again: only refusals and failures count twice.
+Redis down or slow (`core.redis_async`: each try bounded by the cache's socket timeout,
+none for a second after a failure), anything unexpected. A request counted here and then
+handed over (a token refused by the row's checks, the rate passed, an invalidation that
+failed meanwhile, a database error for `/me`) is counted by Django again: only refusals and
+failures count twice. A deployment whose middleware or DRF classes differ from the ones
+this was checked against (`_REVIEWED_MIDDLEWARE`) has the layer off.
 
 The responses are Django's own: their headers are recorded from the first answer Django gave
 in this process to the same kind of request (per path and scheme, as the security headers
@@ -37,18 +40,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 from django.urls import resolve
 from redis.exceptions import RedisError
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
@@ -62,11 +66,14 @@ from accounts.authentication import (
 )
 from accounts.models import User
 from chatrooms.api.views import list_query
+from chatrooms.cache import list_cache_pending
 from chatrooms.selectors import chatroom_list_page_cached_read
+from core.negotiation import FirstRenderer
+from core.redis_async import RedisPaused
 from core.redis_prefetch import RedisRead
 from core.request_body import BODY_SCOPE_KEY
 from core.request_context import request_facts_var
-from core.throttling import request_count_if_all_found
+from core.throttling import UserRequestThrottle, request_count_if_all_found
 from core.wsgi_bridge import wsgi_environ
 from gemini_clone.user_payload import user_payload
 
@@ -81,7 +88,6 @@ Headers = list[tuple[bytes, bytes]]
 
 LIST_PATH = "/api/chatroom"
 ME_PATH = "/api/user/me"
-REDIS_PAUSE_SECONDS = 1.0
 
 # What clients, proxies and load tools send that changes nothing in Django's answer to these
 # requests. Any other header sends the request to Django.
@@ -100,8 +106,41 @@ _ANSWERABLE_HEADERS = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-real-ip",
+        b"x-forwarded-port",
+        b"forwarded",
+        b"via",
+        b"x-amzn-trace-id",
+        b"traceparent",
+        b"tracestate",
+        b"cache-control",
+        b"pragma",
+        b"referer",
+        b"dnt",
+        b"priority",
+        b"sec-fetch-dest",
+        b"sec-fetch-mode",
+        b"sec-fetch-site",
+        b"sec-fetch-user",
+        b"sec-ch-ua",
+        b"sec-ch-ua-mobile",
+        b"sec-ch-ua-platform",
     }
 )
+
+# What this layer was checked against: Django's middleware as settings.py sets it, and DRF's
+# classes on both views. A deployment that changes them gets Django's answers only
+# (`_stack_as_reviewed`); a header or a setting that one of them reads could change them.
+_REVIEWED_MIDDLEWARE = [
+    "core.middleware.ApiExceptionMiddleware",
+    "core.middleware.RequestFactsMiddleware",
+    "core.middleware.ApiBodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "core.static.StaticFilesMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "core.middleware.SiteOnlyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
 
 @dataclass(frozen=True)
@@ -129,20 +168,29 @@ class LoopAnswers:
         # (path, is_secure) -> the headers of Django's answer
         self._headers: dict[tuple[str, bool], Headers] = {}
         self._routes: dict[str, str] = {}
-        self._redis_failed_at = float("-inf")
+        self.enabled = _stack_as_reviewed()
+        if not self.enabled:
+            logger.warning("Middleware or DRF classes changed: every request goes to Django.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = self._answers.get(scope["path"]) if _may_answer(scope) else None
+        answer = self._answers.get(scope["path"]) if self.enabled and _may_answer(scope) else None
         if answer is None:
             await self.app(scope, receive, send)
             return
-        request = WSGIRequest(wsgi_environ(scope, b""))
-        kind = (scope["path"], request.is_secure())
+        try:
+            request = WSGIRequest(wsgi_environ(scope, b""))
+            kind = (scope["path"], request.is_secure())
+        except Exception:
+            await self.app(scope, receive, send)
+            return
         headers = self._headers.get(kind)
         if headers is None:
             await self.app(scope, receive, self._recording(send, kind))
             return
-        answered = await answer(request)
+        try:
+            answered = await answer(request)
+        except Exception:
+            answered = None
         if answered is None:
             await self.app(scope, receive, send)
             return
@@ -180,7 +228,8 @@ class LoopAnswers:
         if page is None:
             return None
         authenticated = await self._authenticated(token, also_read=[page])
-        if authenticated is None:
+        if authenticated is None or list_cache_pending():
+            # An invalidation failed while the page was read: Django retries it first.
             return None
         return token.user_id, authenticated.values[0]
 
@@ -215,17 +264,16 @@ class LoopAnswers:
     ) -> _Authenticated | None:
         """The token's user, from its cached row, and `also_read`'s values, the request
         counted; None (nothing counted) when the row or a value is missing."""
-        if time.monotonic() - self._redis_failed_at < REDIS_PAUSE_SECONDS:
-            return None
         try:
             counted = await request_count_if_all_found(
                 user_id=token.user_id,
                 reads=[RedisRead(auth_user_redis_key(user_id=token.user_id)), *also_read],
                 not_found=auth_user_forgotten_raw(),
             )
+        except RedisPaused:
+            return None
         except RedisError as exc:
             logger.warning("Not answered in the event loop, Redis failed: %r", exc)
-            self._redis_failed_at = time.monotonic()
             return None
         if counted is None or counted.wait is not None:
             return None
@@ -268,6 +316,24 @@ class LoopAnswers:
         facts.route = route
         facts.path_is_ids_only = True
         facts.user_id = user_id
+
+
+def _stack_as_reviewed() -> bool:
+    if list(settings.MIDDLEWARE) != _REVIEWED_MIDDLEWARE:
+        return False
+    if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
+        return False
+    for path in (LIST_PATH, ME_PATH):
+        view = resolve(path).func.view_class  # type: ignore[attr-defined]
+        if (
+            list(view.authentication_classes) != [CachedUserJWTAuthentication]
+            or list(view.permission_classes) != [IsAuthenticated]
+            or list(view.throttle_classes) != [UserRequestThrottle]
+            or view.content_negotiation_class is not FirstRenderer
+            or view.versioning_class is not None
+        ):
+            return False
+    return True
 
 
 def _may_answer(scope: Scope) -> bool:

@@ -455,3 +455,26 @@ def test_me_whose_query_fails_is_djangos(server, owner) -> None:
             cursor.execute(f'ALTER TABLE "{table}_away" RENAME TO "{table}"')
     assert answer.status == 500 and not in_loop
     assert json.loads(answer.body)["error"]["code"] == "server_error"
+
+
+def test_the_layer_is_on_with_the_projects_settings(server) -> None:
+    assert LoopAnswers(_dispatch, threads=django_wsgi.executor).enabled
+
+
+def test_another_middleware_turns_the_layer_off(server, owner, settings) -> None:
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    server = Server(server.loop)
+    token = _token(owner)
+    _primed(server, token)
+    calls = server.django_calls
+    assert server.get(token=token).status == 200
+    assert server.django_calls == calls + 1
+
+
+def test_a_query_django_cannot_read_is_djangos(server, owner) -> None:
+    token = _token(owner)
+    _primed(server, token)
+    fields = "&".join(f"f{index}=1" for index in range(1001))  # DATA_UPLOAD_MAX_NUMBER_FIELDS
+    answer, in_loop = server.both(f"/api/chatroom?{fields}", token=token)
+    assert not in_loop
+    assert answer.headers[0] == (b"content-type", b"application/json")

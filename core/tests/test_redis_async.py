@@ -1,0 +1,85 @@
+"""Scripts from the event loop (`core.redis_async`): bounded waits, a pause after a failure,
+and connections that Redis closed while idle replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.redis_async import AsyncScripts, RedisPaused
+
+SCRIPT = b"return redis.call('INCR', KEYS[1])"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        listener.close()
+
+
+def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeout(
+    silent_server,
+) -> None:
+    scripts = AsyncScripts(silent_server, max_connections=2, timeout=0.3, socket_timeout=5)
+
+    async def many() -> list[BaseException | object]:
+        calls = [scripts.run(SCRIPT, ["k"]) for _ in range(20)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    started = time.monotonic()
+    results = asyncio.run(many())
+    assert time.monotonic() - started < 1.0  # not 10 rounds of 0.3 s
+    assert all(isinstance(result, redis.RedisError) for result in results)
+    assert any(isinstance(result, RedisPaused) for result in results)
+
+
+def test_after_a_failure_calls_are_refused_at_once_for_the_pause(silent_server) -> None:
+    scripts = AsyncScripts(silent_server, max_connections=2, timeout=0.2, pause_seconds=0.5)
+
+    async def twice() -> float:
+        with pytest.raises(redis.TimeoutError):
+            await scripts.run(SCRIPT, ["k"])
+        started = time.monotonic()
+        with pytest.raises(RedisPaused):
+            await scripts.run(SCRIPT, ["k"])
+        return time.monotonic() - started
+
+    assert asyncio.run(twice()) < 0.05
+
+
+def test_connections_redis_closed_while_idle_are_replaced(cache_redis) -> None:
+    url = cache_redis.client.connection_pool.connection_kwargs
+    scripts = AsyncScripts(f"redis://{url['host']}:{url['port']}/0", max_connections=4, timeout=1)
+
+    async def scenario() -> list[int]:
+        first = await asyncio.gather(*(scripts.run(SCRIPT, ["k"]) for _ in range(4)))
+        cache_redis.client.client_kill_filter(_type="normal", skipme=True)
+        await asyncio.sleep(0.1)  # the loop sees the connections end
+        second = await asyncio.gather(*(scripts.run(SCRIPT, ["k"]) for _ in range(4)))
+        return [*first, *second]
+
+    assert sorted(asyncio.run(scenario())) == list(range(1, 9))
+
+
+def test_an_error_of_the_script_pauses_nothing(cache_redis) -> None:
+    url = cache_redis.client.connection_pool.connection_kwargs
+    scripts = AsyncScripts(f"redis://{url['host']}:{url['port']}/0", max_connections=2, timeout=1)
+    cache_redis.client.hset("a-hash", "f", "v")
+
+    async def scenario() -> int:
+        with pytest.raises(redis.ResponseError):
+            await scripts.run(SCRIPT, ["a-hash"])  # WRONGTYPE
+        return int(await scripts.run(SCRIPT, ["a-counter"]))
+
+    assert asyncio.run(scenario()) == 1
