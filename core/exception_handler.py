@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -75,6 +75,11 @@ def render_exception(exc: Exception) -> Response:
         return Response(
             error_body("payload_too_large", "The request body is larger than 1 MiB."), status=413
         )
+    if isinstance(exc, SuspiciousOperation):
+        # A request Django refuses to read (more query fields than it parses, say): the
+        # client's doing, a 400 as Django itself answers it.
+        logger.warning("Suspicious request refused: %s", exc)
+        return Response(error_body("bad_request", "The request could not be read."), status=400)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)
     if isinstance(exc, DjangoPermissionDenied):

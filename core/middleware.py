@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
@@ -81,6 +81,11 @@ class ApiExceptionMiddleware(MiddlewareMixin):
             for header, value in api_error.headers.items():
                 response[header] = value
             return response
+        if isinstance(exception, SuspiciousOperation):
+            # A request Django refuses to read (too many query fields, say): the client's
+            # doing, a 400 as Django itself answers it; logged as Django logs it, a warning.
+            logger.warning("Suspicious request on %s: %s", request.path_info, exception)
+            return json_error(400, "bad_request", "The request could not be read.")
         logger.exception("Unhandled exception on %s %s", request.method, request.path_info)
         return json_error(500, "server_error", "An unexpected error occurred.")
 
