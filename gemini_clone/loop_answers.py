@@ -101,6 +101,7 @@ _ANSWERABLE_HEADERS = frozenset(
         b"user-agent",
         b"connection",
         b"keep-alive",
+        b"content-length",  # "0": a request with a body is Django's (`_may_answer`)
         b"x-request-id",
         b"x-forwarded-for",
         b"x-forwarded-proto",

@@ -471,6 +471,13 @@ def test_another_middleware_turns_the_layer_off(server, owner, settings) -> None
     assert server.django_calls == calls + 1
 
 
+def test_an_empty_body_declared_is_answered(server, owner) -> None:
+    token = _token(owner)
+    _primed(server, token)
+    _, in_loop = server.both(token=token, headers=[(b"content-length", b"0")])
+    assert in_loop
+
+
 def test_a_query_django_cannot_read_is_djangos(server, owner) -> None:
     token = _token(owner)
     _primed(server, token)
