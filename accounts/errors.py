@@ -149,7 +149,10 @@ class AccountChangedDuringDeletion(ApiError):
 
     status_code = 409
     code = "account_busy"
-    message = "The account changed while it was being deleted; nothing was deleted. Try again."
+    message = (
+        "The account changed while it was being deleted; nothing was deleted. Try again "
+        "(an account without a password with a new code: its code was used)."
+    )
 
 
 class PhoneTaken(ApiError):

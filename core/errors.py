@@ -81,5 +81,11 @@ def api_error_of(exc: Exception) -> ApiError | None:
     return None
 
 
+def suspicious_operation_log(exc: Exception) -> None:
+    """Log a request Django refused to read where Django logs it (`django.security.<kind>`,
+    which operators may watch), as a warning."""
+    logging.getLogger(f"django.security.{type(exc).__name__}").warning("%s", exc)
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}

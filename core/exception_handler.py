@@ -13,7 +13,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-from core.errors import RateLimited, api_error_of, error_body
+from core.errors import RateLimited, api_error_of, error_body, suspicious_operation_log
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def render_exception(exc: Exception) -> Response:
     if isinstance(exc, SuspiciousOperation):
         # A request Django refuses to read (more query fields than it parses, say): the
         # client's doing, a 400 as Django itself answers it.
-        logger.warning("Suspicious request refused: %s", exc)
+        suspicious_operation_log(exc)
         return Response(error_body("bad_request", "The request could not be read."), status=400)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)

@@ -12,14 +12,18 @@ from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import LazyObject, empty
 from django.utils.module_loading import import_string
 
-from core.errors import api_error_of, error_body
+from core.errors import api_error_of, error_body, suspicious_operation_log
 from core.request_context import UNMATCHED_URL_NAME, request_facts_var
 
 logger = logging.getLogger(__name__)
@@ -81,10 +85,12 @@ class ApiExceptionMiddleware(MiddlewareMixin):
             for header, value in api_error.headers.items():
                 response[header] = value
             return response
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(413, "payload_too_large", "The request body is larger than 1 MiB.")
         if isinstance(exception, SuspiciousOperation):
             # A request Django refuses to read (too many query fields, say): the client's
-            # doing, a 400 as Django itself answers it; logged as Django logs it, a warning.
-            logger.warning("Suspicious request on %s: %s", request.path_info, exception)
+            # doing, a 400 as Django answers it, logged where Django logs it.
+            suspicious_operation_log(exception)
             return json_error(400, "bad_request", "The request could not be read.")
         logger.exception("Unhandled exception on %s %s", request.method, request.path_info)
         return json_error(500, "server_error", "An unexpected error occurred.")

@@ -141,11 +141,34 @@ async def _close(connection: AbstractConnection) -> None:
 
 _of_url: dict[tuple[str, int], AsyncScripts] = {}
 
+# The default cache's options that the connections here follow; with any other (a password
+# or TLS options outside the URL, another client class) they would not reach Redis as the
+# cache does: `cache_redis_scripts_supported` says no.
+_FOLLOWED_OPTIONS = {
+    "CLIENT_CLASS",
+    "SOCKET_CONNECT_TIMEOUT",
+    "SOCKET_TIMEOUT",
+    "IGNORE_EXCEPTIONS",
+}
+_DEFAULT_CLIENT = "django_redis.client.DefaultClient"
+
+
+def cache_redis_scripts_supported() -> bool:
+    """Whether `cache_redis_scripts` reaches the default cache's Redis as the cache does: its
+    one URL (credentials and TLS, `rediss://`, in it) and its timeouts."""
+    cache: dict[str, Any] = settings.CACHES["default"]
+    options: dict[str, Any] = cache.get("OPTIONS", {})
+    return (
+        isinstance(cache.get("LOCATION"), str)
+        and set(options) <= _FOLLOWED_OPTIONS
+        and options.get("CLIENT_CLASS", _DEFAULT_CLIENT) == _DEFAULT_CLIENT
+    )
+
 
 def cache_redis_scripts() -> AsyncScripts:
-    """An `AsyncScripts` for the Redis of the default cache (its URL, credentials and TLS
-    included, and its timeouts); at most WEB_THREADS connections per event loop, as many as
-    the threads that serve the same requests otherwise."""
+    """An `AsyncScripts` for the Redis of the default cache (see
+    `cache_redis_scripts_supported`); at most WEB_THREADS connections per event loop, as
+    many as the threads that serve the same requests otherwise."""
     cache: dict[str, Any] = settings.CACHES["default"]
     options: dict[str, Any] = cache.get("OPTIONS", {})
     key = (str(cache["LOCATION"]), settings.WEB_THREADS)

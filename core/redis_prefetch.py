@@ -8,11 +8,11 @@ two; the round trip was a fifth of the list's CPU).
 
 A view opts in with a method `redis_reads_with_auth(request, user_id) -> list[RedisRead]`.
 It runs inside authentication, before the user is known: it must not touch `request.user`
-or `request.auth` (that would authenticate again) and must not raise (its error would
-become the request's, before the throttle counted it). What came back is left on the
-request; the view takes it with `prefetched_values`. A value is only used by the request
-whose authentication read it, and only after that authentication succeeded: a refused
-token never reaches the view.
+or `request.auth` (that would authenticate again). What it raises is dropped (no reads),
+so a request it cannot read is still counted before its view refuses it. What came back is
+left on the request; the view takes it with `prefetched_values`. A value is only used by
+the request whose authentication read it, and only after that authentication succeeded: a
+refused token never reaches the view.
 """
 
 from __future__ import annotations
@@ -35,9 +35,16 @@ class RedisRead:
 
 
 def prefetch_reads_of_view(view: Any, request: Any, user_id: int) -> list[RedisRead]:
-    """The reads `view` wants made with authentication's, for the user `user_id`."""
+    """The reads `view` wants made with authentication's, for the user `user_id`; none when
+    the view cannot say (a query Django refuses to parse, say): the view meets the same
+    error itself, after the request was counted."""
     reads_with_auth = getattr(view, "redis_reads_with_auth", None)
-    return [] if reads_with_auth is None else list(reads_with_auth(request, user_id))
+    if reads_with_auth is None:
+        return []
+    try:
+        return list(reads_with_auth(request, user_id))
+    except Exception:
+        return []
 
 
 def prefetched_keep(

@@ -69,7 +69,7 @@ from chatrooms.api.views import list_query
 from chatrooms.cache import list_cache_pending
 from chatrooms.selectors import chatroom_list_page_cached_read
 from core.negotiation import FirstRenderer
-from core.redis_async import RedisPaused
+from core.redis_async import RedisPaused, cache_redis_scripts_supported
 from core.redis_prefetch import RedisRead
 from core.request_body import BODY_SCOPE_KEY
 from core.request_context import request_facts_var
@@ -180,8 +180,9 @@ class LoopAnswers:
             return
         try:
             request = WSGIRequest(wsgi_environ(scope, b""))
+            request.get_host()  # raises DisallowedHost, which Django answers with a 400
             kind = (scope["path"], request.is_secure())
-        except Exception:
+        except Exception:  # whatever it is, Django answers it as it should
             await self.app(scope, receive, send)
             return
         headers = self._headers.get(kind)
@@ -324,17 +325,21 @@ def _stack_as_reviewed() -> bool:
         return False
     if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
         return False
+    if not cache_redis_scripts_supported():
+        return False
     for path in (LIST_PATH, ME_PATH):
         view = resolve(path).func.view_class  # type: ignore[attr-defined]
         if (
             list(view.authentication_classes) != [CachedUserJWTAuthentication]
             or list(view.permission_classes) != [IsAuthenticated]
             or list(view.throttle_classes) != [UserRequestThrottle]
+            or list(view.renderer_classes) != [JSONRenderer]
             or view.content_negotiation_class is not FirstRenderer
             or view.versioning_class is not None
         ):
             return False
-    return True
+    me_view = resolve(ME_PATH).func
+    return me_view.view_initkwargs.get("render_user") is user_payload  # type: ignore[attr-defined]
 
 
 def _may_answer(scope: Scope) -> bool:

@@ -377,7 +377,9 @@ class MeView(RendersUser, APIView):
             409: _error(
                 "`reply_in_progress`: a reply is being generated; cancel it or wait (nothing "
                 "was deleted). `account_busy`: the account changed while it was being deleted "
-                "(a login or a purchase at the same moment); nothing was deleted, try again."
+                "(a login or a purchase at the same moment); nothing was deleted, try again "
+                "(an account without a password with a new code from send-otp: the code was "
+                "used)."
             ),
             429: _error(
                 "`login_attempts_exceeded` / `password_rate_limited`: a wrong password counts "

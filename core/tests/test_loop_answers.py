@@ -33,6 +33,7 @@ from usage.models import DailyUsage
 pytestmark = pytest.mark.django_db(transaction=True)
 
 IGNORED_HEADERS = {b"date", b"x-request-id"}
+ME = "/api/user/me"
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,11 @@ def test_requests_with_other_headers_are_djangos(server, owner, headers) -> None
     _primed(server, token)
     _, in_loop = server.both(token=token, headers=headers)
     assert not in_loop
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    assert server.both(ME, token=token)[1]  # /me is answered in the loop, but not these
+    _, in_loop = server.both(ME, token=token, headers=headers)
+    assert not in_loop
 
 
 def test_head_and_a_forwarded_scheme_are_djangos_until_recorded(server, owner, settings) -> None:
@@ -392,9 +398,6 @@ def test_the_log_line_names_the_route_and_user(server, owner, caplog) -> None:
     assert (line["route"], line["user_id"], line["status"]) == ("api/chatroom", owner.pk, 200)
 
 
-ME = "/api/user/me"
-
-
 def test_me_is_answered_in_the_event_loop_with_djangos_answer(server, owner) -> None:
     token = _token(owner)
     first = server.get(ME, token=token)  # Django's (the row's copy is remembered)
@@ -459,6 +462,13 @@ def test_me_whose_query_fails_is_djangos(server, owner) -> None:
 
 def test_the_layer_is_on_with_the_projects_settings(server) -> None:
     assert LoopAnswers(_dispatch, threads=django_wsgi.executor).enabled
+
+
+def test_a_cache_option_its_connections_would_not_follow_turns_the_layer_off(settings) -> None:
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"], "PASSWORD": "secret"}
+    settings.CACHES = caches
+    assert not LoopAnswers(_dispatch, threads=django_wsgi.executor).enabled
 
 
 def test_another_middleware_turns_the_layer_off(server, owner, settings) -> None:
