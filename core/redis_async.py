@@ -7,10 +7,10 @@ connections are kept here: at most `max_connections` per event loop, each carryi
 command at a time; a command waits for one when all are busy.
 
 Every call is bounded by `timeout` seconds, its wait for a connection included. After a
-connection error or a timeout, every call fails at once (`RedisPaused`) for
-`pause_seconds`, queued ones included: callers have another way to answer, and a Redis that
-does not answer should not make each of them wait for it in turn. An answer of Redis's
-(a script's error) pauses nothing.
+connection error, or timeouts in a row (one slow script is not an outage), every call
+fails at once (`RedisPaused`) for `pause_seconds`, queued ones included: callers have
+another way to answer, and a Redis that does not answer should not make each of them wait
+for it in turn. An answer of Redis's (a script's error) pauses nothing.
 
 A connection whose command failed or was cancelled half-way is closed, never reused: what
 is left to read on it is unknown. One that Redis closed while it was idle (a restart, its
@@ -31,6 +31,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redis_scripts import script_sha
+
+TIMEOUTS_BEFORE_PAUSE = 2
 
 
 class RedisPaused(RedisError):
@@ -74,6 +76,7 @@ class AsyncScripts:
         self.connection_options = connection_options
         self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
         self._failed_at = float("-inf")
+        self._timeouts_in_a_row = 0
 
     async def run(self, script: bytes, keys: list[str], *args: Any) -> Any:
         """The script's reply; raises RedisError (RedisPaused among them)."""
@@ -82,15 +85,24 @@ class AsyncScripts:
         try:
             async with asyncio.timeout(self.timeout), connections.free:
                 self._refuse_while_paused()  # it may have failed while this one waited
-                return await self._run_on(connections, script, keys, args)
+                reply = await self._run_on(connections, script, keys, args)
         except (ResponseError, RedisPaused):
             raise
-        except RedisError:
-            self._failed_at = time.monotonic()
+        except RedisError as exc:
+            self._note_failure(timeout=isinstance(exc, RedisTimeoutError))
             raise
         except TimeoutError as exc:  # waited `timeout` in all, for a connection included
-            self._failed_at = time.monotonic()
+            self._note_failure(timeout=True)
             raise RedisTimeoutError(f"no answer within {self.timeout} s") from exc
+        self._timeouts_in_a_row = 0
+        return reply
+
+    def _note_failure(self, *, timeout: bool) -> None:
+        """A connection error pauses at once; timeouts only in a row (one slow script, or a
+        stall of the event loop, is not an outage)."""
+        self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if timeout else 0
+        if not timeout or self._timeouts_in_a_row >= TIMEOUTS_BEFORE_PAUSE:
+            self._failed_at = time.monotonic()
 
     async def _run_on(
         self, connections: _LoopConnections, script: bytes, keys: list[str], args: tuple[Any, ...]

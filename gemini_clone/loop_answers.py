@@ -23,7 +23,8 @@ untouched, nothing counted: no token, a miss, a forgotten row, an unusual reques
 Redis down or slow (`core.redis_async`: each try bounded by the cache's socket timeout,
 none for a second after a failure), anything unexpected. A request counted here and then
 handed over (a token refused by the row's checks, the rate passed, an invalidation that
-failed meanwhile, a database error for `/me`) is counted by Django again: only refusals and
+failed meanwhile, a database error for `/me`, after which `/me` goes to Django for a few
+seconds) is counted by Django again: only refusals and
 failures count twice. A deployment whose middleware or DRF classes differ from the ones
 this was checked against (`_REVIEWED_MIDDLEWARE`) has the layer off.
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -88,6 +90,7 @@ Headers = list[tuple[bytes, bytes]]
 
 LIST_PATH = "/api/chatroom"
 ME_PATH = "/api/user/me"
+ME_PAUSE_SECONDS = 5.0  # after a failed `/me` query, as long as a database outage is likely
 
 # What clients, proxies and load tools send that changes nothing in Django's answer to these
 # requests. Any other header sends the request to Django.
@@ -101,7 +104,7 @@ _ANSWERABLE_HEADERS = frozenset(
         b"user-agent",
         b"connection",
         b"keep-alive",
-        b"content-length",  # "0": a request with a body is Django's (`_may_answer`)
+        b"content-length",  # only "0" (`_may_answer`)
         b"x-request-id",
         b"x-forwarded-for",
         b"x-forwarded-proto",
@@ -169,6 +172,7 @@ class LoopAnswers:
         # (path, is_secure) -> the headers of Django's answer
         self._headers: dict[tuple[str, bool], Headers] = {}
         self._routes: dict[str, str] = {}
+        self._me_paused_until = float("-inf")
         self.enabled = _stack_as_reviewed()
         if not self.enabled:
             logger.warning("Middleware or DRF classes changed: every request goes to Django.")
@@ -180,7 +184,9 @@ class LoopAnswers:
             return
         try:
             request = WSGIRequest(wsgi_environ(scope, b""))
-            request.get_host()  # raises DisallowedHost, which Django answers with a 400
+            # What Django reads of every request before the view, and refuses with a 400:
+            request.get_host()  # DisallowedHost
+            request.GET  # noqa: B018 - TooManyFieldsSent (DRF's negotiation reads it)
             kind = (scope["path"], request.is_secure())
         except Exception:  # whatever it is, Django answers it as it should
             await self.app(scope, receive, send)
@@ -241,10 +247,16 @@ class LoopAnswers:
         authenticated = None if token is None else await self._authenticated(token)
         if authenticated is None:
             return None
+        if time.monotonic() < self._me_paused_until:
+            return None
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.threads, _user_body, authenticated.user)
-        except Exception:
+        except Exception as exc:
+            # Django answers it (a 503 when the database is down). While it is, `/me` goes
+            # straight there: trying here first would make each one wait twice.
+            logger.warning("/me not answered in the event loop: %r", exc)
+            self._me_paused_until = time.monotonic() + ME_PAUSE_SECONDS
             return None
         return authenticated.user_id, body
 
@@ -347,7 +359,10 @@ def _may_answer(scope: Scope) -> bool:
         scope["type"] == "http"
         and scope["method"] == "GET"
         and not scope.get(BODY_SCOPE_KEY)
-        and all(name in _ANSWERABLE_HEADERS for name, _ in scope["headers"])
+        and all(
+            name in _ANSWERABLE_HEADERS and (name != b"content-length" or value == b"0")
+            for name, value in scope["headers"]
+        )
     )
 
 

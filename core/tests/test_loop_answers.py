@@ -254,6 +254,7 @@ def test_refused_tokens_get_djangos_refusal(server, owner, authorization) -> Non
     "headers",
     [
         [(b"host", b"evil.example")],
+        [(b"content-length", b"abc")],
         [(b"origin", b"https://elsewhere.example")],
         [(b"cookie", b"sessionid=x")],
         [(b"if-none-match", b'"abc"')],
@@ -458,6 +459,10 @@ def test_me_whose_query_fails_is_djangos(server, owner) -> None:
             cursor.execute(f'ALTER TABLE "{table}_away" RENAME TO "{table}"')
     assert answer.status == 500 and not in_loop
     assert json.loads(answer.body)["error"]["code"] == "server_error"
+    # For a few seconds after, `/me` goes straight to Django, query or not.
+    calls = server.django_calls
+    assert server.get(ME, token=token).status == 200
+    assert server.django_calls == calls + 1
 
 
 def test_the_layer_is_on_with_the_projects_settings(server) -> None:
@@ -496,3 +501,7 @@ def test_a_query_django_cannot_read_is_djangos(server, owner) -> None:
     assert not in_loop
     assert answer.status == 400
     assert json.loads(answer.body)["error"]["code"] == "bad_request"
+    server.get(ME, token=token)
+    server.get(ME, token=token)
+    answer, in_loop = server.both(f"{ME}?{fields}", token=token)
+    assert answer.status == 400 and not in_loop

@@ -44,18 +44,34 @@ def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeou
     assert any(isinstance(result, RedisPaused) for result in results)
 
 
-def test_after_a_failure_calls_are_refused_at_once_for_the_pause(silent_server) -> None:
+def test_timeouts_in_a_row_pause_calls_and_one_does_not(silent_server) -> None:
     scripts = AsyncScripts(silent_server, max_connections=2, timeout=0.2, pause_seconds=0.5)
 
-    async def twice() -> float:
-        with pytest.raises(redis.TimeoutError):
-            await scripts.run(SCRIPT, ["k"])
+    async def three() -> float:
+        for _ in range(2):  # the first alone pauses nothing: the second is tried
+            with pytest.raises(redis.TimeoutError):
+                await scripts.run(SCRIPT, ["k"])
         started = time.monotonic()
         with pytest.raises(RedisPaused):
             await scripts.run(SCRIPT, ["k"])
         return time.monotonic() - started
 
-    assert asyncio.run(twice()) < 0.05
+    assert asyncio.run(three()) < 0.05
+
+
+def test_a_refused_connection_pauses_calls_at_once() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once it is closed
+    scripts = AsyncScripts(f"redis://127.0.0.1:{port}/0", max_connections=2, timeout=1)
+
+    async def twice() -> None:
+        with pytest.raises(redis.ConnectionError):
+            await scripts.run(SCRIPT, ["k"])
+        with pytest.raises(RedisPaused):
+            await scripts.run(SCRIPT, ["k"])
+
+    asyncio.run(twice())
 
 
 def test_connections_redis_closed_while_idle_are_replaced(cache_redis) -> None:
