@@ -40,8 +40,9 @@ def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeou
     started = time.monotonic()
     results = asyncio.run(many())
     assert time.monotonic() - started < 1.0  # not 10 rounds of 0.3 s
+    # Each failed within its own bound, its wait for a connection included (timed out
+    # together, or refused by the pause the first timeouts set).
     assert all(isinstance(result, redis.RedisError) for result in results)
-    assert any(isinstance(result, RedisPaused) for result in results)
 
 
 def test_timeouts_in_a_row_pause_calls_and_one_does_not(silent_server) -> None:
