@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar, cast
 
-from django.db import connections
+from django.db import connection, connections
 
 T = TypeVar("T")
 
@@ -50,3 +50,48 @@ def at_once(
     if errors:
         raise (real or errors)[0]
     return results  # type: ignore[return-value]  # every slot was filled
+
+
+class InThread(Generic[T]):
+    """Runs `call()` in a thread on its own database connection, for a test that holds a lock
+    and watches the call wait for it. `join()` gives its result, or raises what it raised."""
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self.pid: int | None = None
+        self._call = call
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pid = cursor.fetchone()[0]
+            self._result = self._call()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            connection.close()
+
+    def wait_until_blocked(self, timeout: float = 10.0) -> None:
+        """Until the thread's statement waits for a lock that another transaction holds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [self.pid]
+                    )
+                    if cursor.fetchone():
+                        return
+            time.sleep(0.01)
+        raise AssertionError("the thread never waited for a lock")
+
+    def join(self, timeout: float = 30.0) -> T:
+        self._thread.join(timeout=timeout)
+        assert not self._thread.is_alive(), f"the call still runs after {timeout} s"
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._result)

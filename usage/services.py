@@ -67,6 +67,34 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
     )
 
 
+_COUNT_UNLIMITED_SQL = f"""
+    INSERT INTO {_TABLE} (user_id, day, count) VALUES (%(user_id)s, %(day)s, 1)
+    ON CONFLICT (user_id, day) DO UPDATE SET count = {_TABLE}.count + 1
+    RETURNING count, tokens
+"""  # noqa: S608 (the table name is ours, the values are parameters)
+
+
+def usage_count_unlimited(*, user: User, now: dt.datetime | None = None) -> UsageSummary:
+    """Count one prompt for today against no limit: a Pro user's, for the record.
+
+    Meant to run after the send's transaction has committed, as a statement of its own: the
+    row is then locked only while PostgreSQL runs it, so one user's concurrent sends do not
+    queue on it from the count to the commit, as `usage_consume`'s in a transaction do.
+    A reply that fails before this count is made gives back nothing (the count never goes
+    below zero) and is then counted: for a Pro user, whose count nothing enforces."""
+    day = usage_today(now)
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_UNLIMITED_SQL, {"user_id": user.pk, "day": day})
+        used, tokens = cursor.fetchone()
+    return UsageSummary(
+        limit=None,
+        used=int(used),
+        remaining=None,
+        resets_at=usage_resets_at(day),
+        tokens_today=int(tokens),
+    )
+
+
 def tokens_add_sql(*, written: str) -> str:
     """A statement for a WITH clause: add tokens to a user's count of a day (parameters: the
     user id, the day, the tokens) once for each row of the CTE `written` (none: nothing).

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -24,7 +25,7 @@ from chatrooms.tests.factories import (
     client_for,
     error_code,
 )
-from testing.concurrency import at_once
+from testing.concurrency import InThread, at_once
 from usage.models import DailyUsage
 from usage.selectors import usage_today
 
@@ -455,6 +456,30 @@ def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
     assert sorted(statuses) == [202] + [409] * 7
     assert Message.objects.filter(role="model").count() == 1
     assert DailyUsage.objects.get(user=user).count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("pro", [True, False], ids=["pro", "basic"])
+def test_only_a_basic_send_holds_its_transaction_open_for_the_count(pro: bool) -> None:
+    """Another send of the same user holds today's count row. A Pro send has committed its
+    messages before it waits for the row (no limit to enforce: its count comes after the
+    commit), so one Pro user's sends do not queue on it from the count to their commits. A
+    Basic send waits inside its transaction: the count decides whether it is admitted."""
+    user = UserFactory.create()
+    chatroom = ChatroomFactory.create(user=user)
+    if pro:
+        Subscription.objects.create(user=user, stripe_subscription_id="sub_x", status="active")
+    DailyUsage.objects.create(user=user, day=usage_today(), count=4)
+    with transaction.atomic():
+        DailyUsage.objects.select_for_update().get(user=user)
+        sending = InThread(lambda: _send(client_for(user), chatroom.pk, "Waiting for the row"))
+        sending.wait_until_blocked()
+        committed = set(Message.objects.filter(chatroom=chatroom).values_list("role", flat=True))
+    assert committed == ({"user", "model"} if pro else set())
+    response = sending.join()
+    assert response.status_code == 202
+    assert response.json()["usage"]["used"] == 5
+    assert DailyUsage.objects.get(user=user).count == 5
 
 
 def test_a_prompt_and_its_reply_are_stamped_with_the_same_instant(api_client, db):
