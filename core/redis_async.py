@@ -6,11 +6,14 @@ taking a connection from a plain list (measured: 108 against 78 µs per EVALSHA)
 connections are kept here: at most `max_connections` per event loop, each carrying one
 command at a time; a command waits for one when all are busy.
 
-Every call is bounded by `timeout` seconds, its wait for a connection included. After a
-connection error, or timeouts in a row (one slow script is not an outage), every call
-fails at once (`RedisPaused`) for `pause_seconds`, queued ones included: callers have
-another way to answer, and a Redis that does not answer should not make each of them wait
-for it in turn. An answer of Redis's (a script's error) pauses nothing.
+Every call is bounded by `timeout` seconds, its wait for a connection included. Callers
+have another way to answer, so a Redis that fails is not made to fail each of them in turn
+(`core.breaker`): after a connection error, or a second timeout, calls fail at once
+(`RedisPaused`) for `pause_seconds`, those already waiting for a connection included; then
+one call a pause tries Redis again. Calls in flight together time out together: that is one
+timeout (one slow script, or a stall of the event loop, is not an outage); the second is
+one of a call begun after the first was noted. An answer of Redis's, a script's error
+included, closes the pause.
 
 A connection whose command failed or was cancelled half-way is closed, never reused: what
 is left to read on it is unknown. One that Redis closed while it was idle (a restart, its
@@ -27,12 +30,12 @@ from typing import Any
 from django.conf import settings
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.breaker import Breaker
 from core.redis_scripts import script_sha
-
-TIMEOUTS_BEFORE_PAUSE = 2
 
 
 class RedisPaused(RedisError):
@@ -40,21 +43,22 @@ class RedisPaused(RedisError):
 
 
 class _LoopConnections:
-    def __init__(self, factory: ConnectionPool, max_connections: int) -> None:
-        self.factory = factory
+    def __init__(self, connection_factory: ConnectionPool, max_connections: int) -> None:
+        # A redis-py pool used only to make connections with the URL's options.
+        self.connection_factory = connection_factory
         self.idle: list[AbstractConnection] = []
-        self.free = asyncio.Semaphore(max_connections)
+        self.slots = asyncio.Semaphore(max_connections)
 
     async def take(self) -> AbstractConnection:
         while self.idle:
             connection = self.idle.pop()
-            # redis-py has no public way to tell that Redis closed a connection: its
-            # reader has seen the end of the stream.
+            # redis-py (checked with 8.1) has no public way to tell that Redis closed a
+            # connection: its reader has seen the end of the stream.
             reader = getattr(connection, "_reader", None)
             if reader is not None and not reader.at_eof():
                 return connection
             await _close(connection)  # closed by Redis while idle
-        return self.factory.make_connection()
+        return self.connection_factory.make_connection()
 
 
 class AsyncScripts:
@@ -72,37 +76,46 @@ class AsyncScripts:
         self.url = url
         self.max_connections = max_connections
         self.timeout = timeout
-        self.pause_seconds = pause_seconds
         self.connection_options = connection_options
         self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
-        self._failed_at = float("-inf")
-        self._timeouts_in_a_row = 0
+        self._breaker = Breaker(pause_seconds)
+        self._timed_out_at: float | None = None  # the last timeout, until an answer
 
     async def run(self, script: bytes, keys: list[str], *args: Any) -> Any:
         """The script's reply; raises RedisError (RedisPaused among them)."""
-        self._refuse_while_paused()
-        connections = self._of_running_loop()
+        if not self._breaker.allows():
+            raise RedisPaused("Redis failed less than a pause ago")
+        started = time.monotonic()
+        connections = self._connections_of_running_loop()
         try:
-            async with asyncio.timeout(self.timeout), connections.free:
-                self._refuse_while_paused()  # it may have failed while this one waited
+            async with asyncio.timeout(self.timeout), connections.slots:
+                if self._breaker.failed_at > started:  # while this one waited for a slot
+                    raise RedisPaused("Redis failed while this call waited")
                 reply = await self._run_on(connections, script, keys, args)
-        except (ResponseError, RedisPaused):
+        except ResponseError:  # Redis answered, with the script's error
+            self._note_answer(started)
             raise
-        except RedisError as exc:
-            self._note_failure(timeout=isinstance(exc, RedisTimeoutError))
+        except RedisConnectionError:
+            self._breaker.failed()
+            raise
+        except RedisTimeoutError:
+            self._note_timeout(started)
             raise
         except TimeoutError as exc:  # waited `timeout` in all, for a connection included
-            self._note_failure(timeout=True)
+            self._note_timeout(started)
             raise RedisTimeoutError(f"no answer within {self.timeout} s") from exc
-        self._timeouts_in_a_row = 0
+        self._note_answer(started)
         return reply
 
-    def _note_failure(self, *, timeout: bool) -> None:
-        """A connection error pauses at once; timeouts only in a row (one slow script, or a
-        stall of the event loop, is not an outage)."""
-        self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if timeout else 0
-        if not timeout or self._timeouts_in_a_row >= TIMEOUTS_BEFORE_PAUSE:
-            self._failed_at = time.monotonic()
+    def _note_timeout(self, started: float) -> None:
+        if self._timed_out_at is not None and started >= self._timed_out_at:
+            self._breaker.failed()  # a second timeout, not the same one seen by another call
+        self._timed_out_at = time.monotonic()
+
+    def _note_answer(self, started: float) -> None:
+        self._breaker.succeeded()
+        if self._timed_out_at is not None and started >= self._timed_out_at:
+            self._timed_out_at = None
 
     async def _run_on(
         self, connections: _LoopConnections, script: bytes, keys: list[str], args: tuple[Any, ...]
@@ -124,11 +137,7 @@ class AsyncScripts:
         connections.idle.append(connection)
         return reply
 
-    def _refuse_while_paused(self) -> None:
-        if time.monotonic() - self._failed_at < self.pause_seconds:
-            raise RedisPaused("Redis failed less than a pause ago")
-
-    def _of_running_loop(self) -> _LoopConnections:
+    def _connections_of_running_loop(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
         connections = self._loops.get(loop)
         if connections is None:
@@ -151,7 +160,7 @@ async def _close(connection: AbstractConnection) -> None:
         await connection.disconnect(nowait=True)
 
 
-_of_url: dict[tuple[str, int], AsyncScripts] = {}
+_scripts_by_url: dict[tuple[str, int], AsyncScripts] = {}
 
 # The default cache's options that the connections here follow; with any other (a password
 # or TLS options outside the URL, another client class) they would not reach Redis as the
@@ -184,10 +193,10 @@ def cache_redis_scripts() -> AsyncScripts:
     cache: dict[str, Any] = settings.CACHES["default"]
     options: dict[str, Any] = cache.get("OPTIONS", {})
     key = (str(cache["LOCATION"]), settings.WEB_THREADS)
-    scripts = _of_url.get(key)
+    scripts = _scripts_by_url.get(key)
     if scripts is None:
         socket_timeout = options.get("SOCKET_TIMEOUT") or 1.0
-        scripts = _of_url[key] = AsyncScripts(
+        scripts = _scripts_by_url[key] = AsyncScripts(
             key[0],
             max_connections=key[1],
             timeout=socket_timeout,

@@ -10,31 +10,40 @@ same code:
   user's cached row and its checks (active, not revoked by a password change);
 - the throttle: the request is counted in the same Redis round trip, and one over the rate
   goes to Django, which refuses it;
-- the list: the query as the view reads it (`chatrooms.api.views.list_query`, the Host
-  checked against ALLOWED_HOSTS), the field and key as the cache names them, nothing while
-  this process has an invalidation to retry; served only when the page is cached;
+- the Host (ALLOWED_HOSTS) and the query string, read as Django reads them;
+- the list: the query as the view parses it (`chatrooms.api.views.list_query`), the field
+  and key as the cache names them; served only when the page is cached;
 - `/me`: the same payload function as the view's (`gemini_clone.user_payload`), its one
   query run on the web threads (`WEB_THREADS`), the connection given back as at the end of
   a Django request.
 
 One Lua script reads the user's row (and the page) and, only when all are there, counts the
-request (`core.throttling.request_count_if_all_found`). Anything else goes to Django
-untouched, nothing counted: no token, a miss, a forgotten row, an unusual request header,
-Redis down or slow (`core.redis_async`: each try bounded by the cache's socket timeout,
-none for a second after a failure), anything unexpected. A request counted here and then
-handed over (a token refused by the row's checks, the rate passed, an invalidation that
-failed meanwhile, a database error for `/me`, after which `/me` goes to Django for a few
-seconds) is counted by Django again: only refusals and
-failures count twice. A deployment whose middleware or DRF classes differ from the ones
-this was checked against (`_REVIEWED_MIDDLEWARE`) has the layer off.
+request (`core.throttling.request_count_if_all_found`).
+
+A request goes to Django, untouched, when:
+
+- it has no token or a bad one, or a header outside a known harmless set
+  (`_ANSWERABLE_HEADERS`: Origin, Cookie, If-None-Match... could change Django's answer);
+- the user's row or the page is not cached, or the row is forgotten;
+- this process has a list invalidation to retry (`chatrooms.cache.list_cache_pending`);
+- Redis is down or slow (`core.redis_async`: each try bounded by the cache's socket
+  timeout, then a pause), or a `/me` query failed (then `/me` goes to Django for
+  `ME_PAUSE_SECONDS`, one trial a pause: trying here first would make each wait twice);
+- Django has not yet answered such a request in this process (below), or anything
+  unexpected happens here (logged);
+- the deployment's middleware or DRF classes differ from the ones this was checked against
+  (`_REVIEWED_MIDDLEWARE`): the layer is off.
+
+Nothing is counted for those, except a request counted here and then handed over: a token
+refused by the row's checks, the rate passed, an invalidation that failed during the read,
+a failed `/me` query. Django counts those again: only refusals and failures count twice.
 
 The responses are Django's own: their headers are recorded from the first answer Django gave
 in this process to the same kind of request (per path and scheme, as the security headers
-depend on the scheme), and an answer here sends those with its body. Until Django has
-answered one, nothing is answered here. Only requests whose headers all belong to a known
-harmless set are answered or recorded (`_ANSWERABLE_HEADERS`): a header that could change
-Django's answer (Origin, Cookie, If-None-Match...) sends the request to Django. The log line
-and the metrics are the same (`core.request_log` is outside).
+depend on the scheme), and an answer here sends those with its body. Only headers known to
+be the same for every user are recorded (`_REPLAYABLE_RESPONSE_HEADERS`): an answer with any
+other is never replayed. The log line and the metrics are the same (`core.request_log` is
+outside).
 """
 
 from __future__ import annotations
@@ -45,10 +54,9 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 from django.urls import resolve
@@ -70,6 +78,7 @@ from accounts.models import User
 from chatrooms.api.views import list_query
 from chatrooms.cache import list_cache_pending
 from chatrooms.selectors import chatroom_list_page_cached_read
+from core.breaker import Breaker
 from core.negotiation import FirstRenderer
 from core.redis_async import RedisPaused, cache_redis_scripts_supported
 from core.redis_prefetch import RedisRead
@@ -131,6 +140,23 @@ _ANSWERABLE_HEADERS = frozenset(
     }
 )
 
+# The headers of Django's answers to the two requests, all the same for every user and
+# request: the only ones recorded and replayed (content-length is set per body).
+_REPLAYABLE_RESPONSE_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"x-cache",
+        b"allow",
+        b"vary",
+        b"x-frame-options",
+        b"x-content-type-options",
+        b"referrer-policy",
+        b"cross-origin-opener-policy",
+        b"strict-transport-security",
+    }
+)
+
 # What this layer was checked against: Django's middleware as settings.py sets it, and DRF's
 # classes on both views. A deployment that changes them gets Django's answers only
 # (`_stack_as_reviewed`); a header or a setting that one of them reads could change them.
@@ -147,8 +173,21 @@ _REVIEWED_MIDDLEWARE = [
 ]
 
 
+class _AnswerKind(NamedTuple):
+    """What the recorded headers depend on."""
+
+    path: str
+    secure: bool
+
+
 @dataclass(frozen=True)
-class _Token:
+class _Answer:
+    user_id: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _VerifiedToken:
     token: Token
     user_id: int
 
@@ -164,22 +203,24 @@ class LoopAnswers:
     """ASGI middleware in front of the dispatch to Django (see the module's docstring).
     `threads` runs `/me`'s query: the web threads, which run it under Django otherwise."""
 
-    def __init__(self, app: ASGIApp, *, threads: Executor) -> None:
+    def __init__(
+        self, app: ASGIApp, *, threads: Executor, me_pause_seconds: float = ME_PAUSE_SECONDS
+    ) -> None:
         self.app = app
         self.threads = threads
         self._authenticator = CachedUserJWTAuthentication()
-        self._answers = {LIST_PATH: self._chatroom_list, ME_PATH: self._me}
-        # (path, is_secure) -> the headers of Django's answer
-        self._headers: dict[tuple[str, bool], Headers] = {}
+        self._responders = {LIST_PATH: self._chatroom_list, ME_PATH: self._me}
+        self._headers: dict[_AnswerKind, Headers] = {}  # of Django's answers
         self._routes: dict[str, str] = {}
-        self._me_paused_until = float("-inf")
+        self._me_queries = Breaker(me_pause_seconds)
+        self._error_logged_at = float("-inf")
         self.enabled = _stack_as_reviewed()
         if not self.enabled:
             logger.warning("Middleware or DRF classes changed: every request goes to Django.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = self._answers.get(scope["path"]) if self.enabled and _may_answer(scope) else None
-        if answer is None:
+        respond = self._responders.get(scope["path"]) if self.enabled else None
+        if respond is None or not _may_answer(scope):
             await self.app(scope, receive, send)
             return
         try:
@@ -187,7 +228,7 @@ class LoopAnswers:
             # What Django reads of every request before the view, and refuses with a 400:
             request.get_host()  # DisallowedHost
             request.GET  # noqa: B018 - TooManyFieldsSent (DRF's negotiation reads it)
-            kind = (scope["path"], request.is_secure())
+            kind = _AnswerKind(scope["path"], request.is_secure())
         except Exception:  # whatever it is, Django answers it as it should
             await self.app(scope, receive, send)
             return
@@ -196,35 +237,33 @@ class LoopAnswers:
             await self.app(scope, receive, self._recording(send, kind))
             return
         try:
-            answered = await answer(request)
+            answer = await respond(request)
         except Exception:
-            answered = None
-        if answered is None:
+            self._log_error()
+            answer = None
+        if answer is None:
             await self.app(scope, receive, send)
             return
-        user_id, body = answered
-        self._note_facts(scope["path"], user_id)
+        self._note_facts(scope["path"], answer.user_id)
+        body_length = str(len(answer.body)).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (name, str(len(body)).encode() if name == b"content-length" else value)
+                    (name, body_length if name == b"content-length" else value)
                     for name, value in headers
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": answer.body})
 
-    async def _chatroom_list(self, request: WSGIRequest) -> tuple[int, bytes] | None:
+    async def _chatroom_list(self, request: WSGIRequest) -> _Answer | None:
         """The cached page, when Django would serve it."""
         token = self._token_of(request)
         if token is None:
             return None
-        try:
-            query = list_query(request, user_id=token.user_id)
-        except DisallowedHost:
-            return None
+        query = list_query(request, user_id=token.user_id)
         if query is None:
             return None
         page = chatroom_list_page_cached_read(
@@ -239,28 +278,29 @@ class LoopAnswers:
         if authenticated is None or list_cache_pending():
             # An invalidation failed while the page was read: Django retries it first.
             return None
-        return token.user_id, authenticated.values[0]
+        return _Answer(token.user_id, authenticated.values[0])
 
-    async def _me(self, request: WSGIRequest) -> tuple[int, bytes] | None:
+    async def _me(self, request: WSGIRequest) -> _Answer | None:
         """The user object, as Django would render it."""
         token = self._token_of(request)
-        authenticated = None if token is None else await self._authenticated(token)
-        if authenticated is None:
+        if token is None or not self._me_queries.allows():
             return None
-        if time.monotonic() < self._me_paused_until:
+        authenticated = await self._authenticated(token)
+        if authenticated is None:
             return None
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.threads, _user_body, authenticated.user)
         except Exception as exc:
-            # Django answers it (a 503 when the database is down). While it is, `/me` goes
-            # straight there: trying here first would make each one wait twice.
+            # Django answers it (a 503 when the database is down), and the next ones too for
+            # a while: trying here first would make each of them wait twice.
             logger.warning("/me not answered in the event loop: %r", exc)
-            self._me_paused_until = time.monotonic() + ME_PAUSE_SECONDS
+            self._me_queries.failed()
             return None
-        return authenticated.user_id, body
+        self._me_queries.succeeded()
+        return _Answer(authenticated.user_id, body)
 
-    def _token_of(self, request: WSGIRequest) -> _Token | None:
+    def _token_of(self, request: WSGIRequest) -> _VerifiedToken | None:
         """The request's valid token and its user id; None when it has none."""
         try:
             # simplejwt reads only `META` of the request, which a plain HttpRequest has.
@@ -269,12 +309,12 @@ class LoopAnswers:
             if raw_token is None:
                 return None
             token = token_validated(raw_token)
-            return _Token(token, token_user_id_of(token))
+            return _VerifiedToken(token, token_user_id_of(token))
         except (AuthenticationFailed, InvalidToken):
             return None
 
     async def _authenticated(
-        self, token: _Token, *, also_read: Sequence[RedisRead] = ()
+        self, token: _VerifiedToken, *, also_read: Sequence[RedisRead] = ()
     ) -> _Authenticated | None:
         """The token's user, from its cached row, and `also_read`'s values, the request
         counted; None (nothing counted) when the row or a value is missing."""
@@ -301,23 +341,26 @@ class LoopAnswers:
             return None
         return _Authenticated(token.user_id, cast(User, user), values)
 
-    def _recording(self, send: Send, kind: tuple[str, bool]) -> Send:
+    def _recording(self, send: Send, kind: _AnswerKind) -> Send:
         """`send`, which also keeps the headers of the first answer Django gives that this
-        layer would give too: a 200, and for the list a hit."""
+        layer would give too: a 200, for the list a hit, and only replayable headers."""
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
                 headers = list(message.get("headers", ()))
-                names = {name for name, _ in headers}
-                if (
-                    (kind[0] != LIST_PATH or (b"x-cache", b"HIT") in headers)
-                    and b"content-length" in names
-                    and b"set-cookie" not in names
-                ):
+                if _may_replay(kind, headers):
                     self._headers.setdefault(kind, headers)
             await send(message)
 
         return recording_send
+
+    def _log_error(self) -> None:
+        """A bug here turns the layer off for the request, which Django answers: logged, at
+        most once a minute, so that it is seen without flooding the log."""
+        now = time.monotonic()
+        if now - self._error_logged_at >= 60:
+            self._error_logged_at = now
+            logger.exception("Not answered in the event loop: unexpected error")
 
     def _note_facts(self, path: str, user_id: int) -> None:
         """What Django's RequestFactsMiddleware would tell the request's log line."""
@@ -352,6 +395,15 @@ def _stack_as_reviewed() -> bool:
             return False
     me_view = resolve(ME_PATH).func
     return me_view.view_initkwargs.get("render_user") is user_payload  # type: ignore[attr-defined]
+
+
+def _may_replay(kind: _AnswerKind, headers: Headers) -> bool:
+    names = {name for name, _ in headers}
+    return (
+        (kind.path != LIST_PATH or (b"x-cache", b"HIT") in headers)
+        and b"content-length" in names
+        and names <= _REPLAYABLE_RESPONSE_HEADERS
+    )
 
 
 def _may_answer(scope: Scope) -> bool:

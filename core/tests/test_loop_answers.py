@@ -27,7 +27,7 @@ from core.request_body import RequestBodyReader
 from core.request_log import RequestLog
 from core.throttling import WINDOW_SECONDS
 from gemini_clone.asgi import _dispatch, django_wsgi
-from gemini_clone.loop_answers import LoopAnswers
+from gemini_clone.loop_answers import LoopAnswers, _AnswerKind, _may_replay
 from usage.models import DailyUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +46,7 @@ class Answer:
 class Server:
     """The ASGI stack with the layer under test, and the same stack without it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, **options: Any) -> None:
         self.loop = loop
         self.django_calls = 0
 
@@ -57,7 +57,8 @@ class Server:
         limit = django_settings.API_MAX_BODY_BYTES
         self.with_hits = RequestLog(
             RequestBodyReader(
-                LoopAnswers(counted_dispatch, threads=django_wsgi.executor), max_bytes=limit
+                LoopAnswers(counted_dispatch, threads=django_wsgi.executor, **options),
+                max_bytes=limit,
             )
         )
         self.django_only = RequestLog(RequestBodyReader(_dispatch, max_bytes=limit))
@@ -445,24 +446,63 @@ def test_me_after_a_password_change_is_refused(server, owner) -> None:
     assert answer.status == 401 and not in_loop
 
 
+class _TableAway:
+    """`/me`'s usage query fails while the table is renamed."""
+
+    def __init__(self) -> None:
+        self.table = DailyUsage._meta.db_table
+
+    def __enter__(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE "{self.table}" RENAME TO "{self.table}_away"')
+
+    def __exit__(self, *exc: object) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE "{self.table}_away" RENAME TO "{self.table}"')
+
+
 def test_me_whose_query_fails_is_djangos(server, owner) -> None:
     token = _token(owner)
     server.get(ME, token=token)
     server.get(ME, token=token)
-    table = DailyUsage._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f'ALTER TABLE "{table}" RENAME TO "{table}_away"')
-    try:
+    with _TableAway():
         answer, in_loop = server.both(ME, token=token)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f'ALTER TABLE "{table}_away" RENAME TO "{table}"')
     assert answer.status == 500 and not in_loop
     assert json.loads(answer.body)["error"]["code"] == "server_error"
-    # For a few seconds after, `/me` goes straight to Django, query or not.
-    calls = server.django_calls
+    # For a few seconds after, `/me` goes straight to Django, query or not, counted once.
+    if int(time.time()) % WINDOW_SECONDS > WINDOW_SECONDS - 2:
+        time.sleep(3)
+    calls, count = server.django_calls, _count_now(owner.pk)
     assert server.get(ME, token=token).status == 200
     assert server.django_calls == calls + 1
+    assert _count_now(owner.pk) == count + 1
+
+
+def test_after_a_failed_me_query_one_me_a_pause_tries_the_query_again(owner) -> None:
+    if int(time.time()) % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)  # the counts in one window
+    loop = asyncio.new_event_loop()
+    server = Server(loop, me_pause_seconds=0.3)
+    try:
+        token = _token(owner)
+        server.get(ME, token=token)
+        server.get(ME, token=token)
+        with _TableAway():
+            server.get(ME, token=token)  # fails in the loop, then Django's 500
+            time.sleep(0.35)
+            calls, count = server.django_calls, _count_now(owner.pk)
+            assert server.get(ME, token=token).status == 500  # the trial fails...
+            assert _count_now(owner.pk) == count + 2  # (counted here, then by Django)
+            assert server.get(ME, token=token).status == 500  # ...and this one is not tried
+            assert _count_now(owner.pk) == count + 3
+            assert server.django_calls == calls + 2
+        time.sleep(0.35)
+        calls = server.django_calls
+        for _ in range(3):  # the trial succeeds: all in the loop again
+            assert server.get(ME, token=token).status == 200
+        assert server.django_calls == calls
+    finally:
+        loop.close()
 
 
 def test_the_layer_is_on_with_the_projects_settings(server) -> None:
@@ -505,3 +545,12 @@ def test_a_query_django_cannot_read_is_djangos(server, owner) -> None:
     server.get(ME, token=token)
     answer, in_loop = server.both(f"{ME}?{fields}", token=token)
     assert answer.status == 400 and not in_loop
+
+
+def test_only_headers_the_same_for_every_user_are_recorded() -> None:
+    kind = _AnswerKind(ME, secure=False)
+    usual = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    assert _may_replay(kind, usual)
+    # A header a view might one day set per user (its value would go to everyone).
+    assert not _may_replay(kind, [*usual, (b"x-ratelimit-remaining", b"7")])
+    assert not _may_replay(kind, [*usual, (b"set-cookie", b"a=b")])

@@ -40,8 +40,7 @@ def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeou
     started = time.monotonic()
     results = asyncio.run(many())
     assert time.monotonic() - started < 1.0  # not 10 rounds of 0.3 s
-    # Each failed within its own bound, its wait for a connection included (timed out
-    # together, or refused by the pause the first timeouts set).
+    # Each failed within its own bound, its wait for a connection included.
     assert all(isinstance(result, redis.RedisError) for result in results)
 
 
@@ -58,6 +57,22 @@ def test_timeouts_in_a_row_pause_calls_and_one_does_not(silent_server) -> None:
         return time.monotonic() - started
 
     assert asyncio.run(three()) < 0.05
+
+
+def test_calls_in_flight_together_time_out_together_as_one_timeout(silent_server) -> None:
+    scripts = AsyncScripts(silent_server, max_connections=4, timeout=0.2, pause_seconds=5)
+
+    async def scenario() -> None:
+        together = await asyncio.gather(
+            *(scripts.run(SCRIPT, ["k"]) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(result, redis.TimeoutError) for result in together)
+        with pytest.raises(redis.TimeoutError):  # tried: the three were one timeout
+            await scripts.run(SCRIPT, ["k"])
+        with pytest.raises(RedisPaused):  # that was the second
+            await scripts.run(SCRIPT, ["k"])
+
+    asyncio.run(scenario())
 
 
 def test_a_refused_connection_pauses_calls_at_once() -> None:
@@ -100,3 +115,34 @@ def test_an_error_of_the_script_pauses_nothing(cache_redis) -> None:
         return int(await scripts.run(SCRIPT, ["a-counter"]))
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_after_a_pause_one_call_tries_redis_and_its_answer_ends_the_pause(cache_redis) -> None:
+    url = cache_redis.client.connection_pool.connection_kwargs
+    scripts = AsyncScripts(
+        f"redis://{url['host']}:{url['port']}/0", max_connections=4, timeout=1, pause_seconds=0.2
+    )
+
+    async def scenario() -> None:
+        cache_redis.refuse_connections()
+        try:
+            with pytest.raises(redis.ConnectionError):
+                await scripts.run(SCRIPT, ["k"])
+            await asyncio.sleep(0.25)
+            tried = await asyncio.gather(
+                *(scripts.run(SCRIPT, ["k"]) for _ in range(4)), return_exceptions=True
+            )
+            assert isinstance(tried[0], redis.ConnectionError)  # the trial
+            assert all(isinstance(result, RedisPaused) for result in tried[1:])
+        finally:
+            cache_redis.accept_connections()
+        await asyncio.sleep(0.25)
+        tried = await asyncio.gather(
+            *(scripts.run(SCRIPT, ["k"]) for _ in range(4)), return_exceptions=True
+        )
+        assert tried[0] == 1  # the trial
+        assert all(isinstance(result, RedisPaused) for result in tried[1:])
+        after = await asyncio.gather(*(scripts.run(SCRIPT, ["k"]) for _ in range(3)))
+        assert sorted(after) == [2, 3, 4]
+
+    asyncio.run(scenario())
