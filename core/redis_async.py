@@ -89,7 +89,7 @@ class AsyncScripts:
         connections = self._connections_of_running_loop()
         try:
             async with asyncio.timeout(self.timeout), connections.slots:
-                if self._breaker.failed_at > started:  # while this one waited for a slot
+                if self._breaker.failed_since(started):  # while this one waited for a slot
                     raise RedisPaused("Redis failed while this call waited")
                 reply = await self._run_on(connections, script, keys, args)
         except ResponseError:  # Redis answered, with the script's error
@@ -108,9 +108,14 @@ class AsyncScripts:
         return reply
 
     def _note_timeout(self, started: float) -> None:
-        if self._timed_out_at is not None and started >= self._timed_out_at:
-            self._breaker.failed()  # a second timeout, not the same one seen by another call
-        self._timed_out_at = time.monotonic()
+        """Pauses at a second timeout: one of a call begun after the first was noted. The
+        calls that were already in flight time out with the first and note nothing, so a
+        Redis that hangs under steady traffic still pauses at its second round of calls."""
+        if self._timed_out_at is None:
+            self._timed_out_at = time.monotonic()
+        elif started >= self._timed_out_at:
+            self._breaker.failed()
+            self._timed_out_at = time.monotonic()
 
     def _note_answer(self, started: float) -> None:
         self._breaker.succeeded()

@@ -79,6 +79,9 @@ class InThread(Generic[T]):
         """Until the thread's statement waits for a lock that another transaction holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                self.join()  # raises what the call raised
+                raise AssertionError("the call ended without waiting for a lock")
             if self.pid is not None:
                 with connection.cursor() as cursor:
                     cursor.execute(

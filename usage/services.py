@@ -75,13 +75,8 @@ _COUNT_UNLIMITED_SQL = f"""
 
 
 def usage_count_unlimited(*, user: User, now: dt.datetime | None = None) -> UsageSummary:
-    """Count one prompt for today against no limit: a Pro user's, for the record.
-
-    Meant to run after the send's transaction has committed, as a statement of its own: the
-    row is then locked only while PostgreSQL runs it, so one user's concurrent sends do not
-    queue on it from the count to the commit, as `usage_consume`'s in a transaction do.
-    A reply that fails before this count is made gives back nothing (the count never goes
-    below zero) and is then counted: for a Pro user, whose count nothing enforces."""
+    """Count one prompt for today against no limit: a Pro user's, for the record. A send
+    runs it after its transaction has committed (`chatrooms.services._pro_prompt_counted`)."""
     day = usage_today(now)
     with connection.cursor() as cursor:
         cursor.execute(_COUNT_UNLIMITED_SQL, {"user_id": user.pk, "day": day})

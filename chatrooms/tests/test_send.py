@@ -26,6 +26,7 @@ from chatrooms.tests.factories import (
     error_code,
 )
 from testing.concurrency import InThread, at_once
+from testing.metrics import metric_value
 from usage.models import DailyUsage
 from usage.selectors import usage_today
 
@@ -480,6 +481,48 @@ def test_only_a_basic_send_holds_its_transaction_open_for_the_count(pro: bool) -
     assert response.status_code == 202
     assert response.json()["usage"]["used"] == 5
     assert DailyUsage.objects.get(user=user).count == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pro_send_whose_count_fails_after_the_commit_still_answers_202(caplog) -> None:
+    """The account is deleted between the send's commit and its count (the count's insert
+    then breaks the foreign key): the send was stored, so it answers 202, not an error that
+    would invite a retry, with the count read under the lock plus this prompt."""
+    user = UserFactory.create()
+    chatroom = ChatroomFactory.create(user=user)
+    Subscription.objects.create(user=user, stripe_subscription_id="sub_x", status="active")
+    DailyUsage.objects.create(user=user, day=usage_today(), count=4, tokens=30)
+    before = metric_value("gemini_pro_prompts_uncounted_total")
+    with transaction.atomic():
+        DailyUsage.objects.select_for_update().get(user=user)
+        sending = InThread(lambda: _send(client_for(user), chatroom.pk, "Just in time"))
+        sending.wait_until_blocked()  # committed, and waiting to count
+        User.objects.filter(pk=user.pk).delete()
+    response = sending.join()
+    assert response.status_code == 202
+    assert response.json()["usage"]["used"] == 5
+    assert response.json()["usage"]["tokens_today"] == 30
+    assert metric_value("gemini_pro_prompts_uncounted_total") == before + 1
+    assert "was stored but not counted" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pro_send_with_a_key_and_a_regenerate_are_counted_once_each() -> None:
+    user = UserFactory.create()
+    chatroom = ChatroomFactory.create(user=user)
+    Subscription.objects.create(user=user, stripe_subscription_id="sub_x", status="active")
+    client = client_for(user)
+    sends = [_send(client, chatroom.pk, "Once", HTTP_IDEMPOTENCY_KEY="k1") for _ in range(3)]
+    assert {response.status_code for response in sends} == {202}
+    assert len({response.content for response in sends}) == 1
+    assert _prompts_counted(user) == 1
+    reply_id = sends[0].json()["reply"]["id"]
+    _finish_replies()
+    regenerated = client.post(f"/api/chatroom/{chatroom.pk}/message/{reply_id}/regenerate")
+    assert regenerated.status_code == 202
+    assert regenerated.json()["usage"]["used"] == 2
+    assert regenerated.json()["usage"]["limit"] is None
+    assert _prompts_counted(user) == 2
 
 
 def test_a_prompt_and_its_reply_are_stamped_with_the_same_instant(api_client, db):

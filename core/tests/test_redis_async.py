@@ -75,6 +75,21 @@ def test_calls_in_flight_together_time_out_together_as_one_timeout(silent_server
     asyncio.run(scenario())
 
 
+def test_a_redis_that_hangs_under_steady_traffic_pauses(silent_server) -> None:
+    scripts = AsyncScripts(silent_server, max_connections=8, timeout=0.2, pause_seconds=5)
+
+    async def steady() -> list[BaseException | object]:
+        calls = []
+        for _ in range(12):  # a call every 50 ms: always one in flight when another begins
+            calls.append(asyncio.ensure_future(scripts.run(SCRIPT, ["k"])))
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(steady())
+    assert all(isinstance(result, redis.RedisError) for result in results)
+    assert any(isinstance(result, RedisPaused) for result in results)
+
+
 def test_a_refused_connection_pauses_calls_at_once() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
