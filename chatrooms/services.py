@@ -14,7 +14,8 @@ from functools import partial
 from typing import Literal
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import Error as AnyDatabaseError
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -163,7 +164,7 @@ _LOCK_FOR_PROMPT_SQL = f"""
 class _LockedForPrompt:
     name: str | None
     owner_is_pro: bool
-    used_today: int  # as read when the lock was taken: for `_pro_prompt_counted`'s failure
+    used_today: int  # as the statement began (not re-read after a lock wait): a fallback
     tokens_today: int
 
 
@@ -199,14 +200,15 @@ def _pro_prompt_counted(*, user: User, locked: _LockedForPrompt, now: dt.datetim
     do not queue on it until their commits (README, "Design decisions").
 
     The send is stored by then. If the count fails (the database gone, the account deleted
-    meanwhile), the send still answers 202 with the count read under the chatroom's lock
-    plus this prompt, which stays uncounted (logged, and counted by a metric). Inside a
-    caller's transaction (an Idempotency-Key's) the count is part of it, and fails with it."""
+    meanwhile), the send still answers 202, with the count read by the lock's statement plus
+    this prompt (a figure, possibly behind concurrent sends'), and the prompt stays
+    uncounted (logged, and counted by a metric). Inside a caller's transaction (an
+    Idempotency-Key's) the count is part of it, and fails with it."""
     if connection.in_atomic_block:
         return usage_count_unlimited(user=user, now=now)
     try:
         return usage_count_unlimited(user=user, now=now)
-    except DatabaseError:
+    except AnyDatabaseError:  # InterfaceError included
         logger.exception("User %s's Pro prompt was stored but not counted", user.pk)
         pro_prompts_uncounted.inc()
         return UsageSummary(

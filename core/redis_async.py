@@ -12,8 +12,8 @@ have another way to answer, so a Redis that fails is not made to fail each of th
 (`RedisPaused`) for `pause_seconds`, those already waiting for a connection included; then
 one call a pause tries Redis again. Calls in flight together time out together: that is one
 timeout (one slow script, or a stall of the event loop, is not an outage); the second is
-one of a call begun after the first was noted. An answer of Redis's, a script's error
-included, closes the pause.
+one of a call begun after the first was noted. An answer of Redis's to a call begun after
+the last failure, a script's error included, closes the pause.
 
 A connection whose command failed or was cancelled half-way is closed, never reused: what
 is left to read on it is unknown. One that Redis closed while it was idle (a restart, its
@@ -118,7 +118,8 @@ class AsyncScripts:
             self._timed_out_at = time.monotonic()
 
     def _note_answer(self, started: float) -> None:
-        self._breaker.succeeded()
+        if not self._breaker.failed_since(started):  # an answer older than the failure
+            self._breaker.succeeded()
         if self._timed_out_at is not None and started >= self._timed_out_at:
             self._timed_out_at = None
 

@@ -502,6 +502,7 @@ def test_a_pro_send_whose_count_fails_after_the_commit_still_answers_202(caplog)
     assert response.status_code == 202
     assert response.json()["usage"]["used"] == 5
     assert response.json()["usage"]["tokens_today"] == 30
+    assert not DailyUsage.objects.filter(user_id=user.pk).exists()  # not counted
     assert metric_value("gemini_pro_prompts_uncounted_total") == before + 1
     assert "was stored but not counted" in caplog.text
 
