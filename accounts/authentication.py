@@ -28,7 +28,12 @@ from accounts.auth_cache import auth_user_from_redis, auth_user_redis_key, auth_
 from accounts.models import User
 from accounts.tokens import token_user_id
 from core.redis_prefetch import RedisRead, prefetch_reads_of_view, prefetched_keep
-from core.throttling import Counted, request_count_with, request_counted
+from core.throttling import (
+    Counted,
+    request_count_with,
+    request_counted,
+    request_counted_earlier,
+)
 
 _VERIFIED_TOKENS = 4096  # a few MiB at most
 
@@ -101,6 +106,7 @@ class CachedUserJWTAuthentication(JWTAuthentication):
         self._counted = request_count_with(
             user_id=user_id,
             also_read=[RedisRead(auth_user_redis_key(user_id=user_id)), *self._view_reads],
+            counted_already=request_counted_earlier(self._request._request, user_id=user_id),
         )
         cached = auth_user_from_redis(self._counted.values[0] if self._counted.values else None)
         if cached is None:

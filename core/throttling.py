@@ -22,6 +22,10 @@ that same round trip (`request_count_with`) and leaves the answer on the request
 authentication did not count (one authenticated another way, as tests force it) is counted
 by the throttle. Since the count comes first, a refused token (a revoked one, say) counts
 against its user's budget too: the price of one round trip instead of two.
+
+A request the event loop counted and then handed to Django (`gemini_clone.loop_answers`)
+carries that in its environ (`COUNTED_ENVIRON_KEY`): Django's round trip then reads the
+count without adding to it, so no request counts twice.
 """
 
 from __future__ import annotations
@@ -60,9 +64,11 @@ def _key(*, user_id: int, window: int) -> str:
 # GET (its ARGV field '') or an HGET of its field, answered in the same reply. One command
 # and one reply: measured 24 µs of client CPU for the count alone, against 39 µs for INCR
 # and EXPIRE in a MULTI, and less than a pipeline for the reads (`core.redis_scripts`).
+# ARGV[#KEYS + 1]: 1, or 0 for a request counted already (its count is read, not bumped).
 _COUNT_AND_READ = b"""
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local increment = tonumber(ARGV[#KEYS + 1])
+local count = redis.call('INCRBY', KEYS[1], increment)
+if count == increment then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 local reply = {count}
 for i = 2, #KEYS do
   if ARGV[i] == '' then reply[i] = redis.call('GET', KEYS[i])
@@ -73,10 +79,10 @@ return reply
 
 
 def _count_request(
-    *, user_id: int, window: int, also_read: Sequence[RedisRead]
+    *, user_id: int, window: int, also_read: Sequence[RedisRead], increment: int
 ) -> tuple[int, list[Any]]:
-    """This user's requests in this window, this one included; and the raw values of
-    `also_read`, read in the same round trip."""
+    """This user's requests in this window, this one included (counted by `increment`, 1
+    or 0); and the raw values of `also_read`, read in the same round trip."""
     client = get_redis_connection("default")
     key = _key(user_id=user_id, window=window)
     if any(read.field == "" for read in also_read):
@@ -87,6 +93,7 @@ def _count_request(
         [key, *(read.key for read in also_read)],
         WINDOW_SECONDS * 2,
         *(read.field or "" for read in also_read),
+        increment,
     )
     return int(count), values
 
@@ -98,13 +105,20 @@ class Counted:
     values: list[Any] = field(default_factory=list)
 
 
-def request_count_with(*, user_id: int, also_read: Sequence[RedisRead] = ()) -> Counted:
-    """Counts a request of this user and, in the same round trip, makes the reads
-    `also_read`."""
+def request_count_with(
+    *, user_id: int, also_read: Sequence[RedisRead] = (), counted_already: bool = False
+) -> Counted:
+    """Counts a request of this user (unless `counted_already`: then only reads the count)
+    and, in the same round trip, makes the reads `also_read`."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     try:
-        count, values = _count_request(user_id=user_id, window=window, also_read=also_read)
+        count, values = _count_request(
+            user_id=user_id,
+            window=window,
+            also_read=also_read,
+            increment=0 if counted_already else 1,
+        )
     except RedisError as exc:
         logger.warning("Request throttle skipped, Redis unavailable: %r", exc)
         return Counted(wait=None)
@@ -159,6 +173,16 @@ async def request_count_if_all_found(
     count, *values = reply
     wait = None if count <= settings.API_RATE_PER_MINUTE else (window + 1) * WINDOW_SECONDS - now
     return Counted(wait=wait, values=values)
+
+
+# The environ entry of a request the event loop counted before handing it to Django: the id
+# of the user it was counted for (set by the server's code, never by a client's header).
+COUNTED_ENVIRON_KEY = "gemini_clone.throttle_counted_for"
+
+
+def request_counted_earlier(request: HttpRequest, *, user_id: int) -> bool:
+    """Whether the event loop counted this request for this user already."""
+    return bool(request.META.get(COUNTED_ENVIRON_KEY) == user_id)
 
 
 _COUNTED_ATTR = "throttle_counted_wait"

@@ -59,6 +59,11 @@ def _thread_context() -> contextvars.Context:
     return context
 
 
+# Environ entries that an ASGI layer in front of the bridge adds to a request it hands over
+# (a dict in the scope): the scope is the server's, never the client's.
+EXTRA_ENVIRON_SCOPE_KEY = "wsgi_bridge.extra_environ"
+
+
 def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of an ASGI HTTP scope whose body is `body`."""
     root_path = scope.get("root_path", "")
@@ -96,6 +101,7 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
             name = "HTTP_" + name
         value = raw_value.decode("latin-1")
         environ[name] = f"{environ[name]},{value}" if name in environ else value
+    environ.update(scope.get(EXTRA_ENVIRON_SCOPE_KEY, ()))
     return environ
 
 

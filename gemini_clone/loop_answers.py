@@ -34,9 +34,10 @@ A request goes to Django, untouched, when:
 - the deployment's middleware or DRF classes differ from the ones this was checked against
   (`_REVIEWED_MIDDLEWARE`): the layer is off.
 
-Nothing is counted for those, except a request counted here and then handed over: a token
+Nothing is counted for those, except a request counted here and then handed over (a token
 refused by the row's checks, the rate passed, an invalidation that failed during the read,
-a failed `/me` query. Django counts those again: only refusals and failures count twice.
+a failed `/me` query): it carries the count's mark to Django (`_counted_marked`), which
+reads the count without adding to it. No request counts twice.
 
 The responses are Django's own: their headers are recorded from the first answer Django gave
 in this process to the same kind of request (per path and scheme, as the security headers
@@ -84,8 +85,8 @@ from core.redis_async import RedisPaused, cache_redis_scripts_supported
 from core.redis_prefetch import RedisRead
 from core.request_body import BODY_SCOPE_KEY
 from core.request_context import request_facts_var
-from core.throttling import UserRequestThrottle, request_count_if_all_found
-from core.wsgi_bridge import wsgi_environ
+from core.throttling import COUNTED_ENVIRON_KEY, UserRequestThrottle, request_count_if_all_found
+from core.wsgi_bridge import EXTRA_ENVIRON_SCOPE_KEY, wsgi_environ
 from gemini_clone.user_payload import user_payload
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class LoopAnswers:
             self._log_error()
             answer = None
         if answer is None:
-            await self.app(scope, receive, send)
+            await self.app(_counted_marked(scope, request), receive, send)
             return
         self._note_facts(scope["path"], answer.user_id)
         body_length = str(len(answer.body)).encode()
@@ -274,7 +275,7 @@ class LoopAnswers:
         )
         if page is None:
             return None
-        authenticated = await self._authenticated(token, also_read=[page])
+        authenticated = await self._authenticated(request, token, also_read=[page])
         if authenticated is None or list_cache_pending():
             # An invalidation failed while the page was read: Django retries it first.
             return None
@@ -285,7 +286,7 @@ class LoopAnswers:
         token = self._token_of(request)
         if token is None or not self._me_queries.allows():
             return None
-        authenticated = await self._authenticated(token)
+        authenticated = await self._authenticated(request, token)
         if authenticated is None:
             return None
         loop = asyncio.get_running_loop()
@@ -314,10 +315,11 @@ class LoopAnswers:
             return None
 
     async def _authenticated(
-        self, token: _VerifiedToken, *, also_read: Sequence[RedisRead] = ()
+        self, request: WSGIRequest, token: _VerifiedToken, *, also_read: Sequence[RedisRead] = ()
     ) -> _Authenticated | None:
         """The token's user, from its cached row, and `also_read`'s values, the request
-        counted; None (nothing counted) when the row or a value is missing."""
+        counted (and marked so in `request.META`, for Django if it gets the request); None
+        (nothing counted) when the row or a value is missing."""
         try:
             counted = await request_count_if_all_found(
                 user_id=token.user_id,
@@ -329,8 +331,11 @@ class LoopAnswers:
         except RedisError as exc:
             logger.warning("Not answered in the event loop, Redis failed: %r", exc)
             return None
-        if counted is None or counted.wait is not None:
+        if counted is None:
             return None
+        request.META[COUNTED_ENVIRON_KEY] = token.user_id
+        if counted.wait is not None:
+            return None  # Django refuses it
         raw_user, *values = counted.values
         user = auth_user_from_redis(raw_user)
         if user is None:
@@ -395,6 +400,15 @@ def _stack_as_reviewed() -> bool:
             return False
     me_view = resolve(ME_PATH).func
     return me_view.view_initkwargs.get("render_user") is user_payload  # type: ignore[attr-defined]
+
+
+def _counted_marked(scope: Scope, request: WSGIRequest) -> Scope:
+    """The scope to hand over: with the count's mark when the request was counted here, so
+    that Django reads the count without adding to it (`core.throttling`)."""
+    counted_for = request.META.get(COUNTED_ENVIRON_KEY)
+    if counted_for is None:
+        return scope
+    return {**scope, EXTRA_ENVIRON_SCOPE_KEY: {COUNTED_ENVIRON_KEY: counted_for}}
 
 
 def _may_replay(kind: _AnswerKind, headers: Headers) -> bool:
