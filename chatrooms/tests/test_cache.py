@@ -339,7 +339,7 @@ def test_a_hit_costs_one_redis_round_trip(user: User, cache_redis) -> None:
         assert state == "HIT"
         # The script's own commands are counted too; this test's INFO after its reply.
         calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
-        assert calls == {"config": 1, "evalsha": 1, "incr": 1, "get": 2, "hget": 1}
+        assert calls == {"config": 1, "evalsha": 1, "incrby": 1, "get": 2, "hget": 1}
     assert _names(body) == ["Room 0"]
 
 
