@@ -25,7 +25,8 @@ against its user's budget too: the price of one round trip instead of two.
 
 A request the event loop counted and then handed to Django (`gemini_clone.loop_answers`)
 carries that in its environ (`COUNTED_ENVIRON_KEY`): Django's round trip then reads the
-count without adding to it, so no request counts twice.
+count without adding to it. Only a Redis that fails after counting (a timeout once the
+script ran) can still count a request twice: an over-count, never an under-count.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ COUNTED_ENVIRON_KEY = "gemini_clone.throttle_counted_for"
 
 def request_counted_earlier(request: HttpRequest, *, user_id: int) -> bool:
     """Whether the event loop counted this request for this user already."""
-    return bool(request.META.get(COUNTED_ENVIRON_KEY) == user_id)
+    return request.META.get(COUNTED_ENVIRON_KEY) == user_id
 
 
 _COUNTED_ATTR = "throttle_counted_wait"

@@ -37,7 +37,8 @@ A request goes to Django, untouched, when:
 Nothing is counted for those, except a request counted here and then handed over (a token
 refused by the row's checks, the rate passed, an invalidation that failed during the read,
 a failed `/me` query): it carries the count's mark to Django (`_counted_marked`), which
-reads the count without adding to it. No request counts twice.
+reads the count without adding to it. Only a Redis that fails after counting can still
+count a request twice.
 
 The responses are Django's own: their headers are recorded from the first answer Django gave
 in this process to the same kind of request (per path and scheme, as the security headers
@@ -408,7 +409,8 @@ def _counted_marked(scope: Scope, request: WSGIRequest) -> Scope:
     counted_for = request.META.get(COUNTED_ENVIRON_KEY)
     if counted_for is None:
         return scope
-    return {**scope, EXTRA_ENVIRON_SCOPE_KEY: {COUNTED_ENVIRON_KEY: counted_for}}
+    extra = {**scope.get(EXTRA_ENVIRON_SCOPE_KEY, {}), COUNTED_ENVIRON_KEY: counted_for}
+    return {**scope, EXTRA_ENVIRON_SCOPE_KEY: extra}
 
 
 def _may_replay(kind: _AnswerKind, headers: Headers) -> bool:

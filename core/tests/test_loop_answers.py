@@ -366,10 +366,10 @@ def _count_now(user_id: int) -> int:
 
 
 def test_each_hit_counts_once_and_the_rate_is_djangos(server, owner, settings) -> None:
-    if int(time.time()) % WINDOW_SECONDS > WINDOW_SECONDS - 5:
-        time.sleep(6)  # all in one window
     settings.API_RATE_PER_MINUTE = 5
     token = _token(owner)
+    if int(time.time()) % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)  # the priming and the counts in one window
     _primed(server, token)  # 2 requests
     before = _count_now(owner.pk)
     calls = server.django_calls
@@ -569,3 +569,23 @@ def test_only_headers_the_same_for_every_user_are_recorded() -> None:
     # A header a view might one day set per user (its value would go to everyone).
     assert not _may_replay(kind, [*usual, (b"x-ratelimit-remaining", b"7")])
     assert not _may_replay(kind, [*usual, (b"set-cookie", b"a=b")])
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [(b"gemini_clone.throttle_counted_for", b"USER")],
+        [(b"wsgi-bridge.extra-environ", b"USER")],
+        [(b"gemini-clone.throttle-counted-for", b"USER")],
+    ],
+)
+def test_no_header_passes_for_the_counts_mark(server, owner, forged) -> None:
+    """The mark that spares a request Django's count is the server's; a client's header
+    that looks like it is counted as any request is (here by Django: an unknown header)."""
+    token = _token(owner)
+    headers = [(name, value.replace(b"USER", str(owner.pk).encode())) for name, value in forged]
+    if int(time.time()) % WINDOW_SECONDS > WINDOW_SECONDS - 5:
+        time.sleep(6)
+    before = _count_now(owner.pk)
+    assert server.get(ME, token=token, headers=headers).status == 200
+    assert _count_now(owner.pk) == before + 1
