@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, register
+from django.core.checks import Warning as CheckWarning  # not the builtin Warning
 
 ADMIN_NEEDS = (
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -40,7 +41,7 @@ def site_middleware_check(**kwargs: Any) -> list[Error]:
 
 
 @register()
-def web_threads_within_database_pool_check(**kwargs: Any) -> list[Warning]:
+def web_threads_within_database_pool_check(**kwargs: Any) -> list[CheckWarning]:
     """Every thread of a web process may hold a database connection at once: more threads
     than the pool has connections turn a busy moment into waits of up to
     DB_CONNECT_TIMEOUT_SECONDS, then 503s."""
@@ -50,7 +51,7 @@ def web_threads_within_database_pool_check(**kwargs: Any) -> list[Warning]:
     if size is None or threads <= size:
         return []
     return [
-        Warning(
+        CheckWarning(
             f"A web process runs {threads} threads that may each hold a database connection "
             f"(WEB_THREADS + WEB_SLOW_THREADS + {settings.STREAM_SYNC_THREADS}), more than "
             f"its pool's {size} (DB_POOL_MAX_SIZE).",
