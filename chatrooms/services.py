@@ -53,7 +53,7 @@ from chatrooms.titles import title_from_message
 from core.sql import insert_new
 from usage.metrics import pro_prompts_uncounted
 from usage.models import DailyUsage
-from usage.selectors import UsageSummary, usage_resets_at, usage_today
+from usage.selectors import UsageSummary, usage_today
 from usage.services import usage_consume, usage_count_unlimited
 
 logger = logging.getLogger(__name__)
@@ -204,19 +204,18 @@ def _pro_prompt_counted(*, user: User, locked: _LockedForPrompt, now: dt.datetim
     this prompt (a figure, possibly behind concurrent sends'), and the prompt stays
     uncounted (logged, and counted by a metric). Inside a caller's transaction (an
     Idempotency-Key's) the count is part of it, and fails with it."""
-    if connection.in_atomic_block:
-        return usage_count_unlimited(user=user, now=now)
     try:
         return usage_count_unlimited(user=user, now=now)
     except AnyDatabaseError:  # InterfaceError included
+        if connection.in_atomic_block:
+            raise  # the caller's transaction fails, the send with it
         logger.exception("User %s's Pro prompt was stored but not counted", user.pk)
         pro_prompts_uncounted.inc()
-        return UsageSummary(
+        return UsageSummary.of_day(
+            day=usage_today(now),
             limit=None,
             used=locked.used_today + 1,
-            remaining=None,
-            resets_at=usage_resets_at(usage_today(now)),
-            tokens_today=locked.tokens_today,
+            tokens=locked.tokens_today,
         )
 
 

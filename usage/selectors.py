@@ -27,6 +27,17 @@ class UsageSummary:
     resets_at: dt.datetime
     tokens_today: int = 0  # in and out, of the replies completed today
 
+    @classmethod
+    def of_day(cls, *, day: dt.date, limit: int | None, used: int, tokens: int) -> UsageSummary:
+        """The summary of `day` for a count of `used` against `limit` (None: no limit)."""
+        return cls(
+            limit=limit,
+            used=used,
+            remaining=None if limit is None else max(limit - used, 0),
+            resets_at=usage_resets_at(day),
+            tokens_today=tokens,
+        )
+
     @property
     def unlimited(self) -> bool:
         """No daily limit applies: the user is Pro."""
@@ -93,16 +104,8 @@ def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
             cursor.execute(_USED_SQL, params)
             row = cursor.fetchone()
             pro, (used, tokens) = is_pro, row or (0, 0)
-    used = used or 0
     limit = None if pro else settings.BASIC_DAILY_LIMIT
-    remaining = None if limit is None else max(limit - used, 0)
-    return UsageSummary(
-        limit=limit,
-        used=used,
-        remaining=remaining,
-        resets_at=usage_resets_at(day),
-        tokens_today=tokens or 0,
-    )
+    return UsageSummary.of_day(day=day, limit=limit, used=used or 0, tokens=tokens or 0)
 
 
 def prompts_on(day: dt.date) -> int:

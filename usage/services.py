@@ -60,10 +60,8 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
             )
         )
     used, tokens, pro = int(row[0]), int(row[1]), bool(row[2])
-    limit = None if pro else basic_limit
-    remaining = None if limit is None else max(limit - used, 0)
-    return UsageSummary(
-        limit=limit, used=used, remaining=remaining, resets_at=resets_at, tokens_today=tokens
+    return UsageSummary.of_day(
+        day=day, limit=None if pro else basic_limit, used=used, tokens=tokens
     )
 
 
@@ -81,13 +79,7 @@ def usage_count_unlimited(*, user: User, now: dt.datetime | None = None) -> Usag
     with connection.cursor() as cursor:
         cursor.execute(_COUNT_UNLIMITED_SQL, {"user_id": user.pk, "day": day})
         used, tokens = cursor.fetchone()
-    return UsageSummary(
-        limit=None,
-        used=int(used),
-        remaining=None,
-        resets_at=usage_resets_at(day),
-        tokens_today=int(tokens),
-    )
+    return UsageSummary.of_day(day=day, limit=None, used=int(used), tokens=int(tokens))
 
 
 def tokens_add_sql(*, written: str) -> str:
