@@ -141,6 +141,15 @@ DATABASES["default"]["ENGINE"] = "core.postgres"
 DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 3)
 _db_options = DATABASES["default"].setdefault("OPTIONS", {})
 _db_options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT_SECONDS)
+# Parameters travel apart from the SQL, and a statement a connection has run
+# DB_PREPARE_THRESHOLD times is prepared on it: PostgreSQL then skips parsing and planning,
+# which cost more than executing most of our statements (a claim: 0.4 ms of planning for
+# 0.2 ms of execution). Off (client-side binding, Django's default) behind a pooler in
+# transaction mode that does not track prepared statements (PgBouncer before 1.21).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+if DB_PREPARED_STATEMENTS:
+    _db_options["server_side_binding"] = True
+    _db_options["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 5)
 # A connection pool per process: under ASGI each request runs on its own thread, and the
 # worker runs many threads, so per-thread persistent connections would pile up.
 _db_options["pool"] = {
