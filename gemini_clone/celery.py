@@ -8,7 +8,7 @@ from celery.signals import setup_logging
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
 app = Celery("gemini_clone", amqp="gemini_clone.broker:BrokerAmqp")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object("gemini_clone.celery_config:CELERY_CONFIG")
 app.autodiscover_tasks()
 # By name: the step reads the database, which Django sets up when the worker starts.
 app.steps["consumer"].add("gemini_clone.worker_heartbeat:WorkerHeartbeat")
