@@ -35,17 +35,24 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chatrooms.stream_reader import Entry, Follow, stream_reader
+from core.redis_scripts import script_run
 
 # The worker's calls are short.
 _SOCKET_TIMEOUT_SECONDS = 5
 _CONNECT_TIMEOUT_SECONDS = 2
 
 _client_lock = threading.Lock()
-_client: tuple[str, redis.Redis, _Scripts] | None = None
+_client: tuple[str, redis.Redis] | None = None
+
+# The worker's writes and the cancel are scripts run by `core.redis_scripts.script_run`, on a
+# connection of the calling thread's own: about half the client CPU of a pipeline through
+# the pool. It tries a script again after a connection error; an entry written twice is
+# harmless (followers and the cancel skip a chunk at an offset they already have; a second
+# `start` or `done` of an attempt changes nothing).
 
 # KEYS: events, cancel flag. ARGV: attempt, text, TTL, offset. Returns 1 (and appends
 # nothing) when the reply was canceled.
-_PUBLISH_DELTA_LUA = """
+_PUBLISH_DELTA_LUA = b"""
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 redis.call('XADD', KEYS[1], '*', 'type', 'delta', 'attempt', ARGV[1], 'text', ARGV[2],
            'offset', ARGV[4])
@@ -54,7 +61,7 @@ return 0
 """
 # KEYS: cancel flag, events. ARGV: TTL, attempt. Returns whether the attempt's start is in
 # the stream, then its deltas as a flat list: started, offset, text, offset, text...
-_CANCEL_MARK_LUA = """
+_CANCEL_MARK_LUA = b"""
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local parts = {0}
 for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
@@ -68,6 +75,17 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
 end
 return parts
 """
+# KEYS: events. ARGV: attempt, TTL.
+_ATTEMPT_START_LUA = b"""
+redis.call('XADD', KEYS[1], '*', 'type', 'start', 'attempt', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: events. ARGV: the message's JSON, TTL. The cancel flag stays until it expires: a
+# worker still generating must not publish.
+_DONE_LUA = b"""
+redis.call('XADD', KEYS[1], '*', 'type', 'done', 'message', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 def events_key(reply_id: int) -> str:
@@ -78,15 +96,8 @@ def cancel_key(reply_id: int) -> str:
     return f"reply:{reply_id}:cancel"
 
 
-class _Scripts:
-    """The Lua scripts, registered with one client (sent by hash, loaded when missing)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.publish_delta = client.register_script(_PUBLISH_DELTA_LUA)
-        self.cancel_mark = client.register_script(_CANCEL_MARK_LUA)
-
-
-def _connected() -> tuple[redis.Redis, _Scripts]:
+def redis_client() -> redis.Redis:
+    """The process's client for REDIS_URL; its connection pool is shared by every thread."""
     global _client
     with _client_lock:
         if _client is None or _client[0] != settings.REDIS_URL:
@@ -95,17 +106,11 @@ def _connected() -> tuple[redis.Redis, _Scripts]:
                 decode_responses=True,
                 socket_timeout=_SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-                # No automatic retry: an XADD whose answer timed out may have been applied,
-                # and sending it again would show the chunk twice.
+                # No automatic retry: an XADD whose answer timed out may have been applied.
                 retry=Retry(NoBackoff(), 0),
             )
-            _client = (settings.REDIS_URL, client, _Scripts(client))
-        return _client[1], _client[2]
-
-
-def redis_client() -> redis.Redis:
-    """The process's client for REDIS_URL; its connection pool is shared by every thread."""
-    return _connected()[0]
+            _client = (settings.REDIS_URL, client)
+        return _client[1]
 
 
 # --- Publishing (the worker) ---------------------------------------------------------------
@@ -114,11 +119,14 @@ def redis_client() -> redis.Redis:
 def stream_delta_publish(*, reply_id: int, attempt: int, offset: int, text: str) -> bool:
     """Publish one chunk, which starts at character `offset` of the attempt's text, unless a
     cancel was requested: then True, and the chunk is not published. One round trip."""
-    client, scripts = _connected()
-    canceled = scripts.publish_delta(
-        keys=[events_key(reply_id), cancel_key(reply_id)],
-        args=[attempt, text, settings.REPLY_STREAM_TTL_SECONDS, offset],
-        client=client,
+    canceled = script_run(
+        redis_client(),
+        _PUBLISH_DELTA_LUA,
+        [events_key(reply_id), cancel_key(reply_id)],
+        attempt,
+        text,
+        settings.REPLY_STREAM_TTL_SECONDS,
+        offset,
     )
     return bool(canceled)
 
@@ -126,21 +134,24 @@ def stream_delta_publish(*, reply_id: int, attempt: int, offset: int, text: str)
 def stream_attempt_start_publish(*, reply_id: int, attempt: int) -> None:
     """Mark where attempt `attempt` starts: followers that had an earlier attempt's text learn
     it starts over, and a cancel knows the chunks after this mark are the attempt's all."""
-    key = events_key(reply_id)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.xadd(key, {"type": "start", "attempt": attempt})
-    pipe.expire(key, settings.REPLY_STREAM_TTL_SECONDS)
-    pipe.execute()
+    script_run(
+        redis_client(),
+        _ATTEMPT_START_LUA,
+        [events_key(reply_id)],
+        attempt,
+        settings.REPLY_STREAM_TTL_SECONDS,
+    )
 
 
 def stream_done_publish(*, reply_id: int, message: dict[str, Any]) -> None:
     """Publish the final message: the last entry of the stream."""
-    key = events_key(reply_id)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.xadd(key, {"type": "done", "message": json.dumps(message, ensure_ascii=False)})
-    pipe.expire(key, settings.REPLY_STREAM_TTL_SECONDS)
-    # The cancel flag stays until it expires: a worker still generating must not publish.
-    pipe.execute()
+    script_run(
+        redis_client(),
+        _DONE_LUA,
+        [events_key(reply_id)],
+        json.dumps(message, ensure_ascii=False),
+        settings.REPLY_STREAM_TTL_SECONDS,
+    )
 
 
 def stream_forget(*, reply_id: int) -> None:
@@ -161,18 +172,22 @@ def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
     the flag, in one atomic step. The worker's next chunk is refused (and it stops), so this
     text is all it will have published. None when the stream lost some of it (Redis
     restarted meanwhile): only the worker knows the text then."""
-    client, scripts = _connected()
-    started, *flat = scripts.cancel_mark(
-        keys=[cancel_key(reply_id), events_key(reply_id)],
-        args=[settings.REPLY_STREAM_TTL_SECONDS, attempt],
-        client=client,
+    started, *flat = script_run(
+        redis_client(),
+        _CANCEL_MARK_LUA,
+        [cancel_key(reply_id), events_key(reply_id)],
+        settings.REPLY_STREAM_TTL_SECONDS,
+        attempt,
     )
     if not started:
         return None
     parts: list[str] = []
     length = 0
     for offset, text in zip(flat[::2], flat[1::2], strict=True):
-        if int(offset) != length:
+        start = int(offset)
+        if start + len(text) <= length:
+            continue  # a chunk written twice (its script tried again after a connection error)
+        if start != length:
             return None
         parts.append(text)
         length += len(text)

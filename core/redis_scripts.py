@@ -4,22 +4,23 @@ server has not seen it (which also caches it there).
 One script that does what a pipeline of commands would costs the client less CPU (measured
 with redis-py 8: 50 µs less for two commands) and is atomic besides.
 
-The hot requests' scripts (authentication's, the cached list's) run on a connection of the
-calling thread's own, made with the client's pool settings, not through the pool: redis-py's
-check-out and check-in (a fork check, a lock, a poll of the socket for stray data, its retry
-and deprecation wrappers) cost as much client CPU as the command itself (measured in-process:
-23 µs per EVALSHA through the client, 12 µs on a connection of its own). That is one
-connection per thread that runs scripts: per web process, its request threads (WEB_THREADS
-and WEB_SLOW_THREADS) and its stream threads. Such a connection is outside the pool's
-bookkeeping: its `max_connections` does not count it and its `disconnect()` does not close
-it; a pool of another kind (blocking, Sentinel) or with client-side caching keeps the
-client's own path.
+The hot requests' scripts (authentication's, the cached list's) and the worker's writes to the
+reply streams run on a connection of the calling thread's own, made with the client's pool
+settings, not through the pool: redis-py's check-out and check-in (a fork check, a lock, a poll
+of the socket for stray data, its retry and deprecation wrappers) cost as much client CPU as
+the command itself (measured in-process: 23 µs per EVALSHA through the client, 12 µs on a
+connection of its own). That is one connection per thread that runs scripts: per web process,
+its request threads (WEB_THREADS and WEB_SLOW_THREADS) and its stream threads; per worker, its
+threads (WORKER_CONCURRENCY), as many as its pool would open under a full load anyway. Such a
+connection is outside the pool's bookkeeping: its `max_connections` does not count it and its
+`disconnect()` does not close it; a pool of another kind (blocking, Sentinel) or with
+client-side caching keeps the client's own path.
 
-A connection that fails is closed and the command tried once more on a new one (a Redis
-restart leaves every idle connection dead). A failure while the reply was on its way means
-Redis may have run the script already: the second try runs it again, so only scripts for
-which that is harmless come here (a throttle count one too high; reads). A timeout is not
-tried again.
+A connection that fails is closed and the command tried once more on a new one (a Redis restart
+leaves every idle connection dead). A failure while the reply was on its way means Redis may
+have run the script already: the second try runs it again, so only scripts for which that is
+harmless come here (a throttle count one too high; reads; a stream entry written twice, which
+its readers skip). A timeout is not tried again.
 """
 
 from __future__ import annotations

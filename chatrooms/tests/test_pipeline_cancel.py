@@ -218,6 +218,15 @@ def test_after_the_cancel_mark_no_chunk_joins_the_stream(make_exchange, publishe
     assert deltas == ["a", "b", "c"]
 
 
+def test_a_chunk_written_twice_counts_once_in_the_cancels_text(make_exchange):
+    """A publish tried again after a connection error may have been applied the first time."""
+    reply = make_exchange()
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
+    for offset, text in ((0, "ab"), (0, "ab"), (2, "c"), (3, "de"), (3, "de")):
+        streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=offset, text=text)
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abcde"
+
+
 def test_a_cancel_leaves_the_text_to_the_worker_when_the_stream_lost_some(make_exchange):
     """Redis restarted empty under the reply: what the new stream holds is not all the text."""
     reply = make_exchange()
