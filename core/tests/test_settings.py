@@ -101,3 +101,27 @@ def test_more_web_threads_than_database_connections_is_warned(settings):
     (warning,) = web_threads_within_database_pool_check()
     assert warning.id == "core.W001"
     assert "21 threads" in warning.msg and "20" in warning.msg
+
+
+_PREPARED_STATEMENTS_PROBE = """
+from django.db import connection
+with connection.cursor() as cursor:
+    for _ in range(6):
+        cursor.execute("SELECT %s::int + 1", [1])
+    cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+    print(cursor.fetchone()[0])
+"""
+
+
+def _prepared_on_one_connection(**env: str) -> int:
+    result = _manage("shell", "-c", _PREPARED_STATEMENTS_PROBE, **_production_env(**env))
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1])
+
+
+def test_a_statement_run_often_is_prepared_on_its_connection():
+    assert _prepared_on_one_connection() >= 1
+
+
+def test_db_prepared_statements_false_prepares_nothing():
+    assert _prepared_on_one_connection(DB_PREPARED_STATEMENTS="false") == 0
