@@ -1,6 +1,7 @@
 """The backend Django loads for ENGINE "core.postgres": its own, but pooled with
 LiveConnectionPool instead of a pool that checks nothing (or, with CONN_HEALTH_CHECKS, one
-that makes a round trip to the server on every checkout)."""
+that makes a round trip to the server on every checkout), and batching within the parameter
+limit of server-side binding (`core.postgres.operations`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any, ClassVar
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 
+from core.postgres.operations import DatabaseFeatures, DatabaseOperations
 from core.postgres.pool import LiveConnectionPool
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    features_class = DatabaseFeatures
+    ops_class = DatabaseOperations
     # Django's own attributes, missing from django-stubs.
     _connection_pools: ClassVar[dict[str, Any]]
     _configure_connection: Callable[[Any], bool]
