@@ -46,19 +46,34 @@ _client: tuple[str, redis.Redis] | None = None
 
 # The worker's writes and the cancel are scripts run by `core.redis_scripts.script_run`, on a
 # connection of the calling thread's own: about half the client CPU of a pipeline through
-# the pool. It tries a script again after a connection error; an entry written twice is
-# harmless (followers and the cancel skip a chunk at an offset they already have; a second
-# `start` or `done` of an attempt changes nothing).
+# the pool. It tries a script again after a connection error, when the first try may have
+# been applied with its answer lost: so each write first checks whether the stream's newest
+# entry is itself, and then does nothing (a chunk that made it in before a cancel must not
+# be reported refused by its second try, nor any entry appear twice).
+_NEWEST_IS_LUA = b"""
+local function newest_is(key, kind, attempt, offset)
+  local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  if newest == nil then return false end
+  local fields, found = newest[2], {}
+  for i = 1, #fields, 2 do found[fields[i]] = fields[i + 1] end
+  return found['type'] == kind and (attempt == nil or found['attempt'] == attempt)
+    and (offset == nil or found['offset'] == offset)
+end
+"""
 
 # KEYS: events, cancel flag. ARGV: attempt, text, TTL, offset. Returns 1 (and appends
 # nothing) when the reply was canceled.
-_PUBLISH_DELTA_LUA = b"""
+_PUBLISH_DELTA_LUA = (
+    _NEWEST_IS_LUA
+    + b"""
+if newest_is(KEYS[1], 'delta', ARGV[1], ARGV[4]) then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 redis.call('XADD', KEYS[1], '*', 'type', 'delta', 'attempt', ARGV[1], 'text', ARGV[2],
            'offset', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 0
 """
+)
 # KEYS: cancel flag, events. ARGV: TTL, attempt. Returns whether the attempt's start is in
 # the stream, then its deltas as a flat list: started, offset, text, offset, text...
 _CANCEL_MARK_LUA = b"""
@@ -76,16 +91,24 @@ end
 return parts
 """
 # KEYS: events. ARGV: attempt, TTL.
-_ATTEMPT_START_LUA = b"""
+_ATTEMPT_START_LUA = (
+    _NEWEST_IS_LUA
+    + b"""
+if newest_is(KEYS[1], 'start', ARGV[1]) then return end
 redis.call('XADD', KEYS[1], '*', 'type', 'start', 'attempt', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
+)
 # KEYS: events. ARGV: the message's JSON, TTL. The cancel flag stays until it expires: a
 # worker still generating must not publish.
-_DONE_LUA = b"""
+_DONE_LUA = (
+    _NEWEST_IS_LUA
+    + b"""
+if newest_is(KEYS[1], 'done') then return end
 redis.call('XADD', KEYS[1], '*', 'type', 'done', 'message', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
+)
 
 
 def events_key(reply_id: int) -> str:
@@ -106,7 +129,8 @@ def redis_client() -> redis.Redis:
                 decode_responses=True,
                 socket_timeout=_SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-                # No automatic retry: an XADD whose answer timed out may have been applied.
+                # No retry by redis-py: a command whose answer timed out may have been
+                # applied. The stream writes go through script_run, whose scripts check.
                 retry=Retry(NoBackoff(), 0),
             )
             _client = (settings.REDIS_URL, client)
@@ -184,10 +208,7 @@ def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
     parts: list[str] = []
     length = 0
     for offset, text in zip(flat[::2], flat[1::2], strict=True):
-        start = int(offset)
-        if start + len(text) <= length:
-            continue  # a chunk written twice (its script tried again after a connection error)
-        if start != length:
+        if int(offset) != length:
             return None
         parts.append(text)
         length += len(text)

@@ -145,7 +145,7 @@ _db_options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT_SECONDS)
 # DB_PREPARE_THRESHOLD times is prepared on it: PostgreSQL then skips parsing and planning,
 # which cost more than executing most of our statements (a claim: 0.4 ms of planning for
 # 0.2 ms of execution). Off (client-side binding, Django's default) behind a pooler in
-# transaction mode that does not track prepared statements (PgBouncer before 1.21).
+# transaction mode that does not track prepared statements (PgBouncer before 1.22).
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 if DB_PREPARED_STATEMENTS:
     _db_options["server_side_binding"] = True

@@ -218,13 +218,27 @@ def test_after_the_cancel_mark_no_chunk_joins_the_stream(make_exchange, publishe
     assert deltas == ["a", "b", "c"]
 
 
-def test_a_chunk_written_twice_counts_once_in_the_cancels_text(make_exchange):
-    """A publish tried again after a connection error may have been applied the first time."""
+def test_a_write_tried_again_after_its_answer_was_lost_is_applied_once(make_exchange, published):
+    """script_run tries a script again after a connection error, when the first try may have
+    been applied: here it was, and a cancel came in between."""
     reply = make_exchange()
-    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
-    for offset, text in ((0, "ab"), (0, "ab"), (2, "c"), (3, "de"), (3, "de")):
-        streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=offset, text=text)
-    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abcde"
+    for _ in range(2):
+        streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="c")
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abc"
+    # The chunk is in the cancel's text: its second try must not report it refused.
+    assert not streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="c")
+    assert streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=3, text="d")
+    for _ in range(2):
+        streaming.stream_done_publish(reply_id=reply.pk, message={"content": "abc"})
+
+    assert [(e["type"], e.get("text")) for e in published(reply.pk)] == [
+        ("start", None),
+        ("delta", "ab"),
+        ("delta", "c"),
+        ("done", None),
+    ]
 
 
 def test_a_cancel_leaves_the_text_to_the_worker_when_the_stream_lost_some(make_exchange):
