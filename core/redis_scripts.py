@@ -19,8 +19,8 @@ client-side caching keeps the client's own path.
 A connection that fails is closed and the command tried once more on a new one (a Redis restart
 leaves every idle connection dead). A failure while the reply was on its way means Redis may
 have run the script already: the second try runs it again, so only scripts for which that is
-harmless come here (a throttle count one too high; reads; a stream entry written twice, which
-its readers skip). A timeout is not tried again.
+harmless come here (a throttle count one too high; reads; the stream writes, which first check
+whether their first try was applied). A timeout is not tried again.
 """
 
 from __future__ import annotations
