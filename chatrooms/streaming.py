@@ -208,10 +208,14 @@ def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
     parts: list[str] = []
     length = 0
     for offset, text in zip(flat[::2], flat[1::2], strict=True):
-        if int(offset) != length:
+        start = int(offset)
+        if start > length:
             return None
-        parts.append(text)
-        length += len(text)
+        # A chunk written twice (by a release without the newest-entry check, say) overlaps
+        # what came before it: only its part past `length` is new, as the SSE reader does.
+        new = text[length - start :]
+        parts.append(new)
+        length += len(new)
     return "".join(parts)
 
 

@@ -241,6 +241,16 @@ def test_a_write_tried_again_after_its_answer_was_lost_is_applied_once(make_exch
     ]
 
 
+def test_a_cancel_counts_a_chunk_written_twice_once(make_exchange):
+    reply = make_exchange()
+    streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="cd")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="cd")
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=1, text="bcde")
+    assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abcde"
+
+
 def test_a_cancel_leaves_the_text_to_the_worker_when_the_stream_lost_some(make_exchange):
     """Redis restarted empty under the reply: what the new stream holds is not all the text."""
     reply = make_exchange()

@@ -35,4 +35,27 @@ def test_an_account_with_more_refresh_tokens_than_a_statement_has_parameters_is_
 def test_bulk_batches_fit_the_parameter_limit():
     fields = ["a", "b", "c"]
     assert connection.ops.bulk_batch_size(fields, range(100)) == 100
-    assert connection.ops.bulk_batch_size(fields, range(10**6)) == MAX_QUERY_PARAMETERS // 3
+    assert connection.ops.bulk_batch_size(fields, range(10**6)) == MAX_QUERY_PARAMETERS // 6
+
+
+def test_bulk_update_of_two_fields_over_many_rows_fits_the_parameter_limit():
+    """bulk_update costs 2 parameters per field and object, and one more for the key: 5 per
+    object here, so 16,383 objects (65,535 // 4, the four columns Django names) are too many
+    for one statement."""
+    user = User.objects.create_user(phone="+919812345778", password=None)
+    rows = MAX_QUERY_PARAMETERS // 4 + 100
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {OutstandingToken._meta.db_table} "  # noqa: S608 (ours)
+            "(user_id, jti, token, created_at, expires_at) "
+            "SELECT %s, md5(n::text), 't', now(), now() + interval '7 days' "
+            "FROM generate_series(1, %s) AS n",
+            [user.pk, rows],
+        )
+    tokens = list(OutstandingToken.objects.filter(user_id=user.pk))
+    for token in tokens:
+        token.token = "u"
+        token.jti = "j" + token.jti[1:]
+
+    assert OutstandingToken.objects.bulk_update(tokens, ["token", "jti"]) == rows
+    assert OutstandingToken.objects.filter(user_id=user.pk, token="u").count() == rows
