@@ -246,7 +246,9 @@ def test_a_cancel_counts_a_chunk_written_twice_once(make_exchange):
     streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="cd")
-    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=2, text="cd")
+    # Not the newest entry, so the write's own check lets it in again: a chunk wholly before
+    # the text so far, then one that overlaps it.
+    streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=1, text="bcde")
     assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abcde"
 

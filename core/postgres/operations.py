@@ -1,10 +1,11 @@
 """Django's PostgreSQL operations and features, within the parameter limit of server-side
 binding (`DB_PREPARED_STATEMENTS`): every value is then a parameter, and one statement
-carries at most 65,535 of them. Django batches `bulk_create` and a deletion's cascades by
-`bulk_batch_size`, which for PostgreSQL has no bound of its own: a user's 66,000 refresh
-tokens made account deletion fail. With client-side binding the batches are merely smaller
-than they need be. Not bounded here: the one UPDATE of a SET_NULL cascade over more than
-65,535 parents (Django joins its batches into one statement)."""
+carries at most 65,535 of them. Django batches `bulk_create`, `bulk_update` and a
+deletion's cascades by `bulk_batch_size`, which for PostgreSQL has no bound of its own: a
+user's 66,000 refresh tokens made account deletion fail. With client-side binding the
+batches are merely smaller than they need be. Not bounded here: the one UPDATE of a
+SET_NULL cascade over more than 65,535 parents (Django joins its batches into one
+statement)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,20 @@ class DatabaseFeatures(features.DatabaseFeatures):
 
 class DatabaseOperations(operations.DatabaseOperations):
     def bulk_batch_size(self, fields: Sequence[Any], objs: Sequence[Any]) -> int:
-        columns = sum(
-            len(field.fields) if isinstance(field, models.CompositePrimaryKey) else 1
-            for field in fields
-        )
-        # An insert or a cascade's IN costs one parameter per column named; bulk_update names
-        # the key twice and each field once, but costs each field twice (WHEN key THEN value)
-        # and the key once more: two per column bounds both.
-        return min(len(objs), max(MAX_QUERY_PARAMETERS // max(2 * columns, 1), 1))
+        if len(fields) >= 2 and fields[0] is fields[1]:
+            # bulk_update names the key twice, then the fields (django/db/models/query.py):
+            # per object, each field costs a WHEN on every key column and a THEN, and the
+            # key's columns come once more in the IN.
+            key = _columns(fields[0])
+            per_object = key + sum(_columns(field) * (key + 1) for field in fields[2:])
+        else:  # an insert's row, or a cascade's IN: one parameter per column named
+            per_object = sum(_columns(field) for field in fields)
+        return min(len(objs), max(MAX_QUERY_PARAMETERS // max(per_object, 1), 1))
+
+
+def _columns(field: Any) -> int:
+    if isinstance(field, models.CompositePrimaryKey):
+        return len(field.fields)
+    # A ForeignObject over several columns (a ForeignKey names one: itself).
+    related = getattr(field, "local_related_fields", None)
+    return len(related) if related else 1
