@@ -241,7 +241,7 @@ def test_a_write_tried_again_after_its_answer_was_lost_is_applied_once(make_exch
     ]
 
 
-def test_a_cancel_counts_a_chunk_written_twice_once(make_exchange):
+def test_a_cancel_counts_a_chunk_written_twice_once(make_exchange, published):
     reply = make_exchange()
     streaming.stream_attempt_start_publish(reply_id=reply.pk, attempt=1)
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
@@ -250,6 +250,8 @@ def test_a_cancel_counts_a_chunk_written_twice_once(make_exchange):
     # the text so far, then one that overlaps it.
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=0, text="ab")
     streaming.stream_delta_publish(reply_id=reply.pk, attempt=1, offset=1, text="bcde")
+    deltas = [e["text"] for e in published(reply.pk) if e["type"] == "delta"]
+    assert deltas == ["ab", "cd", "ab", "bcde"]
     assert streaming.cancel_mark(reply_id=reply.pk, attempt=1) == "abcde"
 
 

@@ -28,7 +28,8 @@ class DatabaseOperations(operations.DatabaseOperations):
         if len(fields) >= 2 and fields[0] is fields[1]:
             # bulk_update names the key twice, then the fields (django/db/models/query.py):
             # per object, each field costs a WHEN on every key column and a THEN, and the
-            # key's columns come once more in the IN.
+            # key's columns come once more in the IN. (A THEN that is an expression with
+            # parameters of its own, F("n") + 1, costs more: nothing of ours sends one.)
             key = _columns(fields[0])
             per_object = key + sum(_columns(field) * (key + 1) for field in fields[2:])
         else:  # an insert's row, or a cascade's IN: one parameter per column named
