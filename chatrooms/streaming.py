@@ -208,15 +208,19 @@ def cancel_mark(*, reply_id: int, attempt: int) -> str | None:
     parts: list[str] = []
     length = 0
     for offset, text in zip(flat[::2], flat[1::2], strict=True):
-        start = int(offset)
-        if start > length:
+        new = _text_past(text, offset=int(offset), length=length)
+        if new is None:
             return None
-        # A chunk written twice (by a release without the newest-entry check, say) overlaps
-        # what came before it: only its part past `length` is new, as the SSE reader does.
-        new = text[length - start :]
         parts.append(new)
         length += len(new)
     return "".join(parts)
+
+
+def _text_past(text: str, *, offset: int, length: int) -> str | None:
+    """The part of a chunk starting at `offset` that lies past the first `length` characters:
+    a chunk written twice (by a release without the newest-entry check, say) overlaps what
+    came before it. None when it starts past them: a hole, text lost in between."""
+    return None if offset > length else text[length - offset :]
 
 
 # --- Following (the SSE endpoint) ----------------------------------------------------------
@@ -297,11 +301,11 @@ class ReplyFollower:
         return events
 
     def _delta(self, *, offset: int, text: str) -> list[SseEvent]:
-        if self.holding or offset > self.sent_length:
+        new = None if self.holding else _text_past(text, offset=offset, length=self.sent_length)
+        if new is None:
             self.holding = True
             return []
-        new = text[self.sent_length - offset :]  # a chunk seen before is not sent twice
-        if not new:
+        if not new:  # a chunk seen before is not sent twice
             return []
         self.sent.append(new)
         self.sent_length += len(new)

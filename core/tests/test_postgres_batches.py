@@ -19,6 +19,18 @@ def server_side_binding():
         pytest.skip("DB_PREPARED_STATEMENTS is off: no parameter limit to stay within")
 
 
+def _refresh_tokens_stored(user: User, count: int) -> None:
+    """`count` outstanding refresh tokens of `user`, in one statement (md5 jtis: hex)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {OutstandingToken._meta.db_table} "  # noqa: S608 (ours)
+            "(user_id, jti, token, created_at, expires_at) "
+            "SELECT %s, md5(n::text), 't', now(), now() + interval '7 days' "
+            "FROM generate_series(1, %s) AS n",
+            [user.pk, count],
+        )
+
+
 def test_an_account_with_more_refresh_tokens_than_a_statement_has_parameters_is_deleted(
     server_side_binding,
 ):
@@ -26,14 +38,7 @@ def test_an_account_with_more_refresh_tokens_than_a_statement_has_parameters_is_
     one statement for all of them, unless the backend batches it."""
     user = User.objects.create_user(phone="+919812345777", password=None)
     tokens = MAX_QUERY_PARAMETERS + 500
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {OutstandingToken._meta.db_table} "  # noqa: S608 (ours)
-            "(user_id, jti, token, created_at, expires_at) "
-            "SELECT %s, md5(n::text), 't', now(), now() + interval '7 days' "
-            "FROM generate_series(1, %s) AS n",
-            [user.pk, tokens],
-        )
+    _refresh_tokens_stored(user, tokens)
 
     account_delete(user=user)
 
@@ -58,14 +63,7 @@ def test_bulk_update_over_many_rows_fits_the_parameter_limit(server_side_binding
     as tests go: PostgreSQL's time for the CASE grows with the square of a batch."""
     user = User.objects.create_user(phone="+919812345778", password=None)
     rows = 6_000
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {OutstandingToken._meta.db_table} "  # noqa: S608 (ours)
-            "(user_id, jti, token, created_at, expires_at) "
-            "SELECT %s, md5(n::text), 't', now(), now() + interval '7 days' "
-            "FROM generate_series(1, %s) AS n",
-            [user.pk, rows],
-        )
+    _refresh_tokens_stored(user, rows)
     tokens = list(OutstandingToken.objects.filter(user_id=user.pk))
     for token in tokens:
         token.token = "u"
