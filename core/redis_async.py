@@ -6,7 +6,11 @@ taking a connection from a plain list (measured: 108 against 78 µs per EVALSHA)
 connections are kept here: at most `max_connections` per event loop, each carrying one
 command at a time; a command waits for one when all are busy.
 
-Every call is bounded by `timeout` seconds, its wait for a connection included. Callers
+Every call is bounded by `timeout` seconds, its wait for a connection included, and by
+nothing else: the connections have no socket timeout. redis-py bounds each send of a
+connection that has one with `asyncio.wait_for`, which on Python 3.11 drops a cancellation
+that arrives just as the send completes (CPython gh-86296): our timeout then went unnoticed
+and the call waited for the socket timeout instead (5 s, redis-py's default). Callers
 have another way to answer, so a Redis that fails is not made to fail each of them in turn
 (`core.breaker`): after a connection error, or a second timeout, calls fail at once
 (`RedisPaused`) for `pause_seconds`, those already waiting for a connection included; then
@@ -73,6 +77,8 @@ class AsyncScripts:
         pause_seconds: float = 1.0,
         **connection_options: Any,
     ) -> None:
+        if "socket_timeout" in connection_options:
+            raise ValueError("`timeout` bounds each call; the connections have no socket timeout")
         self.url = url
         self.max_connections = max_connections
         self.timeout = timeout
@@ -152,6 +158,8 @@ class AsyncScripts:
             for closed in [known for known in self._loops if known.is_closed()]:
                 del self._loops[closed]
             factory = ConnectionPool.from_url(self.url, **self.connection_options)
+            # After from_url, where a `socket_timeout` of the URL's query would win.
+            factory.connection_kwargs["socket_timeout"] = None  # see the module's docstring
             connections = self._loops[loop] = _LoopConnections(factory, self.max_connections)
         return connections
 
@@ -206,7 +214,6 @@ def cache_redis_scripts() -> AsyncScripts:
             key[0],
             max_connections=key[1],
             timeout=socket_timeout,
-            socket_timeout=socket_timeout,
             socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT") or socket_timeout,
         )
     return scripts

@@ -21,7 +21,7 @@ def silent_server() -> Iterator[str]:
     """A TCP server that accepts connections and never answers."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener.listen(1024)  # never accepted: the kernel's queue holds what the tests open
     try:
         yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
     finally:
@@ -31,7 +31,7 @@ def silent_server() -> Iterator[str]:
 def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeout(
     silent_server,
 ) -> None:
-    scripts = AsyncScripts(silent_server, max_connections=2, timeout=0.3, socket_timeout=5)
+    scripts = AsyncScripts(silent_server, max_connections=2, timeout=0.3)
 
     async def many() -> list[BaseException | object]:
         calls = [scripts.run(SCRIPT, ["k"]) for _ in range(20)]
@@ -42,6 +42,34 @@ def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeou
     assert time.monotonic() - started < 1.0  # not 10 rounds of 0.3 s
     # Each failed within its own bound, its wait for a connection included.
     assert all(isinstance(result, redis.RedisError) for result in results)
+
+
+def test_a_timeout_that_comes_as_a_send_completes_still_ends_the_call(silent_server) -> None:
+    """The race that let a call wait redis-py's 5 s socket timeout on Python 3.11: our
+    timeout firing just as a send completes. Its window is a loop iteration, so timeouts
+    are swept across the moment the first send (the handshake's) completes, about 0.5 ms
+    after the call begins here; before the fix a few of them waited the whole 5 s."""
+
+    async def sweep() -> list[tuple[float, float]]:
+        late = []
+        for step in range(400):  # 50 µs to 4 ms
+            timeout = 50e-6 + step * 10e-6
+            scripts = AsyncScripts(silent_server, max_connections=1, timeout=timeout)
+            started = time.monotonic()
+            with pytest.raises(redis.TimeoutError):
+                await scripts.run(SCRIPT, ["k"])
+            took = time.monotonic() - started
+            if took > timeout + 0.5:
+                late.append((timeout, took))
+                break
+        return late
+
+    assert asyncio.run(sweep()) == []
+
+
+def test_a_socket_timeout_is_refused_for_timeout_alone_bounds_a_call() -> None:
+    with pytest.raises(ValueError):
+        AsyncScripts("redis://127.0.0.1:6379/0", max_connections=1, timeout=1, socket_timeout=5)
 
 
 def test_timeouts_in_a_row_pause_calls_and_one_does_not(silent_server) -> None:
