@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from gemini_clone.asgi import Route, application, django_wsgi_slow, route_of
+from gemini_clone.asgi import Route, _route_of_known, application, django_wsgi_slow, route_of
 
 pytestmark = pytest.mark.django_db
 
@@ -113,6 +113,17 @@ def test_a_huge_chunked_body_is_read_no_further_than_the_limit(method, path):
 )
 def test_each_request_goes_to_its_threads(method, path, route):
     assert route_of(method, path) is route
+
+
+def test_the_routes_of_paths_that_differ_only_by_ids_are_resolved_once():
+    route_of("POST", "/api/chatroom/1/message")
+    route_of("GET", "/api/chatroom/1/message/2/stream")
+    resolved = _route_of_known.cache_info().misses
+    for chatroom_id in range(2, 50):
+        assert route_of("POST", f"/api/chatroom/{chatroom_id}/message") is Route.SYNC
+        stream = f"/api/chatroom/{chatroom_id}/message/{chatroom_id * 7}/stream"
+        assert route_of("GET", stream) is Route.ASYNC
+    assert _route_of_known.cache_info().misses == resolved
 
 
 def test_a_slow_request_does_not_hold_up_the_others():
