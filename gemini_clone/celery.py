@@ -3,7 +3,10 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
+from django.conf import settings
+
+from gemini_clone.worker_priority import worker_priority_lower
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gemini_clone.settings")
 
@@ -19,3 +22,8 @@ def _logging_from_django_settings(**_: object) -> None:
     """Worker and beat log like the web server: Django's LOGGING (core/logging_config.py),
     applied when Django starts, instead of Celery's own handlers on the root logger. So
     LOG_LEVEL and LOG_FORMAT rule them too (Celery's --loglevel would do nothing)."""
+
+
+@worker_init.connect
+def _worker_priority_lowered(**_: object) -> None:
+    worker_priority_lower(settings.WORKER_NICE)

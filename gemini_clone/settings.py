@@ -322,6 +322,9 @@ REPLY_ABANDONED_AFTER_SECONDS = env_int("REPLY_ABANDONED_AFTER_SECONDS", 120)
 # WORKER_HEARTBEAT_MAX_AGE_SECONDS counts as gone (/readyz/worker, core.workers).
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 30)
+# The worker's CPU niceness (0 to 19; 0 leaves it as started): below the web server's, so a
+# machine short of CPU answers requests first (gemini_clone/worker_priority.py).
+WORKER_NICE = env_int("WORKER_NICE", 10)
 
 # --- Billing --------------------------------------------------------------------
 

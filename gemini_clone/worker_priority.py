@@ -1,0 +1,71 @@
+"""The worker's CPU priority: below the web server's, so that a machine short of CPU answers
+requests first and generates replies with what is left.
+
+A send's 202 is what its client waits for; the reply is background work, streamed as it
+comes. When both want more CPU than there is (a burst of sends), equal shares made every
+send wait behind the generation of earlier sends' replies: on two cores the web got about
+half of them. At `WORKER_NICE` (10 by default) the worker gets about a tenth of the weight
+of a process at 0 while they compete, and all it wants otherwise: with a core idle, nothing
+changes (README, "Design decisions").
+
+Linux shares the CPU between sessions first (autogroups, `kernel.sched_autogroup_enabled`)
+and applies a process's niceness only within its session, and the run command and the
+process managers start each process in a session of its own. So a worker that leads its
+session lowers its session's priority too. Containers share by their cgroups' weights
+instead: compose gives the worker a lower `cpu_shares`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_AUTOGROUP = Path("/proc/self/autogroup")  # "/autogroup-42 nice 0"; Linux with autogroups
+_LOWEST_PRIORITY = 19
+
+
+def worker_priority_lower(niceness: int) -> None:
+    """At least `niceness` for every thread of this process and, when it leads its session,
+    for the session's autogroup. Never raises: a worker at full priority still works."""
+    if niceness <= 0:
+        return
+    niceness = min(niceness, _LOWEST_PRIORITY)
+    for thread_id in _thread_ids():  # on Linux a niceness is a thread's, and inherited
+        try:
+            if os.getpriority(os.PRIO_PROCESS, thread_id) < niceness:
+                os.setpriority(os.PRIO_PROCESS, thread_id, niceness)
+        except OSError:  # ended meanwhile
+            continue
+    autogroup = _autogroup_niceness_raised(niceness) if os.getsid(0) == os.getpid() else None
+    logger.info("Worker CPU priority: nice %d, its session's autogroup %s", niceness, autogroup)
+
+
+def _thread_ids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread only
+        return [0]
+
+
+def _autogroup_niceness_raised(niceness: int) -> int | None:
+    """The session's autogroup niceness, raised to `niceness`; None without autogroups."""
+    for _ in range(20):
+        try:
+            current = int(_AUTOGROUP.read_text().split()[-1])
+            if current < niceness:
+                _AUTOGROUP.write_text(str(niceness))
+            return max(current, niceness)
+        except OSError as error:
+            # Linux lets an unprivileged process change one a tenth of a second, machine-wide.
+            if error.errno != errno.EAGAIN:
+                if error.errno != errno.ENOENT:
+                    logger.info("Worker autogroup niceness left as it is: %s", error)
+                return None
+            time.sleep(0.1)
+    logger.info("Worker autogroup niceness left as it is: busy")
+    return None
