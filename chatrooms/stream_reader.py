@@ -70,8 +70,12 @@ class Follow:
 
     async def wait(self, *, seconds: float) -> list[Entry]:
         """The entries that came since the last call, waiting up to `seconds` for some."""
+        # Not `asyncio.wait_for`: on Python 3.11 it returns the batch instead of raising when
+        # its task is cancelled (a client that left) just as the batch arrives (CPython
+        # gh-86296), and the stream went on. Cancelled here, the batch stays queued.
         try:
-            entries = await asyncio.wait_for(self._batches.get(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                entries = await self._batches.get()
         except TimeoutError:
             return []
         while not self._batches.empty():
@@ -128,6 +132,12 @@ class StreamReader:
 
     async def _read(self) -> None:
         while self._follows:
+            # redis-py sends each command under `asyncio.wait_for`, which on Python 3.11 can
+            # lose a cancellation that arrives as the send completes (CPython gh-86296); the
+            # request stays counted on the task, so the loop still ends (its event loop's
+            # shutdown waits for it).
+            if _cancel_requested():
+                raise asyncio.CancelledError
             after = {
                 key: min((follow.last_id for follow in followers), key=_entry_id)
                 for key, followers in self._follows.items()
@@ -159,6 +169,11 @@ class StreamReader:
         for followers in follows.values():
             for follow in followers:
                 follow.fail(error)
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamReader] = (

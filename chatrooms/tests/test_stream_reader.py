@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatrooms import streaming
-from chatrooms.stream_reader import StreamReader
+from chatrooms.stream_reader import Follow, StreamReader
 
 KEY = "test:stream-reader:reply"
 
@@ -87,3 +87,31 @@ def test_a_follow_that_joins_further_back_during_a_read_misses_nothing(stream_ke
         return texts
 
     assert async_to_sync(go)() == ["two", "three"]
+
+
+def test_a_wait_cancelled_as_its_entries_arrive_ends_cancelled_and_keeps_them() -> None:
+    """A client that leaves just as entries arrive: its stream must still end (asyncio's
+    `wait_for` on Python 3.11 returned the entries instead, and the stream went on)."""
+    entry = ("1-0", {"type": "delta", "text": "a"})
+
+    async def cancelled_after(spins: int) -> tuple[bool, object, list]:
+        follow = Follow("k", "0-0")
+        waiting = asyncio.ensure_future(follow.wait(seconds=5))
+        await asyncio.sleep(0)  # it waits
+        follow.deliver([entry])
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        still_waiting = waiting.cancel()
+        try:
+            outcome: object = await waiting
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        left = await follow.wait(seconds=0) if outcome == "cancelled" else []
+        return still_waiting, outcome, left
+
+    for spins in range(6):  # the cancel at each step of the delivery
+        still_waiting, outcome, left = asyncio.run(cancelled_after(spins))
+        if still_waiting:
+            assert (outcome, left) == ("cancelled", [entry]), spins
+        else:
+            assert outcome == [entry], spins
