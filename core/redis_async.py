@@ -10,7 +10,7 @@ Every call is bounded by `timeout` seconds, its wait for a connection included, 
 nothing else: the connections have no socket timeout. redis-py bounds each send of a
 connection that has one with `asyncio.wait_for`, which on Python 3.11 drops a cancellation
 that arrives just as the send completes (CPython gh-86296): our timeout then went unnoticed
-and the call waited for the socket timeout instead (5 s, redis-py's default). Callers
+and the call waited for its socket timeout on top (the cache's SOCKET_TIMEOUT). Callers
 have another way to answer, so a Redis that fails is not made to fail each of them in turn
 (`core.breaker`): after a connection error, or a second timeout, calls fail at once
 (`RedisPaused`) for `pause_seconds`, those already waiting for a connection included; then
@@ -158,8 +158,10 @@ class AsyncScripts:
             for closed in [known for known in self._loops if known.is_closed()]:
                 del self._loops[closed]
             factory = ConnectionPool.from_url(self.url, **self.connection_options)
-            # After from_url, where a `socket_timeout` of the URL's query would win.
-            factory.connection_kwargs["socket_timeout"] = None  # see the module's docstring
+            # None, not left out: redis-py's default is 5 s. Set after from_url, where one in
+            # the URL's query would win; the original too, which maintenance notifications
+            # (RESP3) would restore.
+            factory.connection_kwargs.update(socket_timeout=None, orig_socket_timeout=None)
             connections = self._loops[loop] = _LoopConnections(factory, self.max_connections)
         return connections
 

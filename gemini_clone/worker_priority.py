@@ -8,11 +8,13 @@ half of them. At `WORKER_NICE` (10 by default) the worker gets about a tenth of 
 of a process at 0 while they compete, and all it wants otherwise: with a core idle, nothing
 changes (README, "Design decisions").
 
-Linux shares the CPU between sessions first (autogroups, `kernel.sched_autogroup_enabled`)
-and applies a process's niceness only within its session, and the run command and the
-process managers start each process in a session of its own. So a worker that leads its
-session lowers its session's priority too. Containers share by their cgroups' weights
-instead: compose gives the worker a lower `cpu_shares`.
+For processes outside any CPU cgroup of their own, Linux shares the CPU between sessions
+first (autogroups, `kernel.sched_autogroup_enabled`) and applies a niceness only within a
+session, and the run command (`scripts/stack.py`) starts each process in a session of its
+own. So a worker that leads its session lowers its session's priority too: everything in
+that session, which is the worker unless its command line started others beside it.
+Containers share by their cgroups' weights instead: compose gives the worker a lower
+`cpu_shares`.
 """
 
 from __future__ import annotations
@@ -30,26 +32,22 @@ _LOWEST_PRIORITY = 19
 
 
 def worker_priority_lower(niceness: int) -> None:
-    """At least `niceness` for every thread of this process and, when it leads its session,
-    for the session's autogroup. Never raises: a worker at full priority still works."""
+    """At least `niceness` for this thread, and for the session's autogroup when this
+    process leads its session. Called before the worker starts its threads, which inherit
+    it. Never raises: a worker at full priority still works."""
+    niceness = min(niceness, _LOWEST_PRIORITY)
     if niceness <= 0:
         return
-    niceness = min(niceness, _LOWEST_PRIORITY)
-    for thread_id in _thread_ids():  # on Linux a niceness is a thread's, and inherited
-        try:
-            if os.getpriority(os.PRIO_PROCESS, thread_id) < niceness:
-                os.setpriority(os.PRIO_PROCESS, thread_id, niceness)
-        except OSError:  # ended meanwhile
-            continue
-    autogroup = _autogroup_niceness_raised(niceness) if os.getsid(0) == os.getpid() else None
-    logger.info("Worker CPU priority: nice %d, its session's autogroup %s", niceness, autogroup)
-
-
-def _thread_ids() -> list[int]:
     try:
-        return [int(name) for name in os.listdir("/proc/self/task")]
-    except OSError:  # no /proc: this thread only
-        return [0]
+        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+        autogroup = _autogroup_niceness_raised(niceness) if os.getsid(0) == os.getpid() else None
+        logger.info(
+            "Worker CPU priority: nice %d, its session's autogroup %s",
+            os.getpriority(os.PRIO_PROCESS, 0), autogroup,
+        )  # fmt: skip
+    except (OSError, ValueError, IndexError) as error:  # IndexError: an unexpected /proc
+        logger.warning("Worker CPU priority left as it is: %r", error)
 
 
 def _autogroup_niceness_raised(niceness: int) -> int | None:

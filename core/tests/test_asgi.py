@@ -1,9 +1,12 @@
 """The ASGI entry point: what reaches Django's handlers, and what is refused before."""
 
 import asyncio
+import re
 import threading
+from collections.abc import Iterator
 
 import pytest
+from django.urls import URLResolver, get_resolver
 
 from gemini_clone.asgi import Route, _route_of_known, application, django_wsgi_slow, route_of
 
@@ -124,6 +127,25 @@ def test_the_routes_of_paths_that_differ_only_by_ids_are_resolved_once():
         stream = f"/api/chatroom/{chatroom_id}/message/{chatroom_id * 7}/stream"
         assert route_of("GET", stream) is Route.ASYNC
     assert _route_of_known.cache_info().misses == resolved
+
+
+def test_no_route_has_a_number_of_its_own():
+    """What lets `route_of` cache a path with its ids as 0: a number in a path is an id."""
+
+    def routes(patterns: list, prefix: str = "") -> Iterator[str]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                yield from routes(pattern.url_patterns, route)
+            else:
+                yield route
+
+    numbers = [
+        route
+        for route in routes(get_resolver().url_patterns)
+        if any(re.fullmatch(r"\^?[0-9]+\$?", segment) for segment in route.split("/"))
+    ]
+    assert numbers == []
 
 
 def test_a_slow_request_does_not_hold_up_the_others():
