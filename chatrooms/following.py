@@ -15,6 +15,7 @@ from chatrooms import streaming
 from chatrooms.models import Message
 from chatrooms.payloads import message_payload
 from chatrooms.replies import lease_live, reply_settle_if_abandoned
+from core.cancellation import raise_if_cancellation_lost
 from core.db import db_connection_release
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def reply_events(*, reply: Message) -> AsyncIterator[streaming.SseEvent]:
             for event in follower.feed(backlog):
                 yield event
             while not follower.finished:
+                raise_if_cancellation_lost()  # a client that left during a Redis call
                 entries = await source.wait(seconds=settings.REPLY_STREAM_KEEPALIVE_SECONDS)
                 if entries:
                     for event in follower.feed(entries):

@@ -32,6 +32,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from core.cancellation import raise_if_cancellation_lost
+
 logger = logging.getLogger(__name__)
 
 Entry = tuple[str, dict[str, str]]
@@ -132,12 +134,7 @@ class StreamReader:
 
     async def _read(self) -> None:
         while self._follows:
-            # redis-py sends each command under `asyncio.wait_for`, which on Python 3.11 can
-            # lose a cancellation that arrives as the send completes (CPython gh-86296); the
-            # request stays counted on the task, so the loop still ends (its event loop's
-            # shutdown waits for it).
-            if _cancel_requested():
-                raise asyncio.CancelledError
+            raise_if_cancellation_lost()  # its event loop's shutdown waits for it
             after = {
                 key: min((follow.last_id for follow in followers), key=_entry_id)
                 for key, followers in self._follows.items()
@@ -169,11 +166,6 @@ class StreamReader:
         for followers in follows.values():
             for follow in followers:
                 follow.fail(error)
-
-
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamReader] = (

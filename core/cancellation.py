@@ -1,0 +1,24 @@
+"""Cancellations that a library lost, still honoured.
+
+redis-py sends each command of a connection with a socket timeout under
+`asyncio.wait_for`, which on Python 3.11 returns normally when the task running it is
+cancelled just as the send completes (CPython gh-86296): the cancellation is lost, but the
+task still counts it (`Task.cancelling()`). A loop that should end when its task is
+cancelled (a stream whose client left, a reader at its event loop's shutdown) checks here
+at each turn, and ends at most one turn late instead of running on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def cancellation_lost() -> bool:
+    """Whether the running task was asked to cancel and is still running."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def raise_if_cancellation_lost() -> None:
+    if cancellation_lost():
+        raise asyncio.CancelledError
