@@ -14,7 +14,8 @@ import asyncio
 
 
 def cancellation_lost() -> bool:
-    """Whether the running task was asked to cancel and is still running."""
+    """Whether the running task was asked to cancel and is still running. True also while
+    a delivered cancellation is being handled: check at a loop's turns, never in cleanup."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 

@@ -46,7 +46,7 @@ def worker_priority_lower(niceness: int) -> None:
             "Worker CPU priority: nice %d, its session's autogroup %s",
             os.getpriority(os.PRIO_PROCESS, 0), autogroup,
         )  # fmt: skip
-    except (OSError, ValueError, IndexError) as error:  # IndexError: an unexpected /proc
+    except OSError as error:
         logger.warning("Worker CPU priority left as it is: %r", error)
 
 
@@ -58,6 +58,9 @@ def _autogroup_niceness_raised(niceness: int) -> int | None:
             if current < niceness:
                 _AUTOGROUP.write_text(str(niceness))
             return max(current, niceness)
+        except (ValueError, IndexError) as error:  # not the format this was written for
+            logger.info("Worker autogroup niceness left as it is: %r", error)
+            return None
         except OSError as error:
             # Linux lets an unprivileged process change one a tenth of a second, machine-wide.
             if error.errno != errno.EAGAIN:

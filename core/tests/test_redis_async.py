@@ -67,6 +67,18 @@ def test_a_timeout_that_comes_as_a_send_completes_still_ends_the_call(silent_ser
     assert asyncio.run(sweep()) == []
 
 
+def test_the_connections_have_no_socket_timeout_not_even_one_to_restore() -> None:
+    """redis-py's default is 5 s, and its maintenance notifications (RESP3) restore the
+    original one: both are cleared."""
+    scripts = AsyncScripts("redis://127.0.0.1:6379/0?protocol=3", max_connections=1, timeout=1)
+
+    async def made() -> tuple[object, object]:
+        connection = scripts._connections_of_running_loop().connection_factory.make_connection()
+        return connection.socket_timeout, connection.orig_socket_timeout
+
+    assert asyncio.run(made()) == (None, None)
+
+
 def test_a_socket_timeout_is_refused_for_timeout_alone_bounds_a_call() -> None:
     with pytest.raises(ValueError):
         AsyncScripts("redis://127.0.0.1:6379/0", max_connections=1, timeout=1, socket_timeout=5)
