@@ -72,9 +72,8 @@ class Follow:
 
     async def wait(self, *, seconds: float) -> list[Entry]:
         """The entries that came since the last call, waiting up to `seconds` for some."""
-        # Not `asyncio.wait_for`: on Python 3.11 it returns the batch instead of raising when
-        # its task is cancelled (a client that left) just as the batch arrives (CPython
-        # gh-86296), and the stream went on. Cancelled here, the batch stays queued.
+        # Not `asyncio.wait_for`, which can lose the cancellation of a client that left as
+        # the batch arrives (`core.cancellation`). Cancelled here, the batch stays queued.
         try:
             async with asyncio.timeout(seconds):
                 entries = await self._batches.get()

@@ -7,10 +7,8 @@ connections are kept here: at most `max_connections` per event loop, each carryi
 command at a time; a command waits for one when all are busy.
 
 Every call is bounded by `timeout` seconds, its wait for a connection included, and by
-nothing else: the connections have no socket timeout. redis-py bounds each send of a
-connection that has one with `asyncio.wait_for`, which on Python 3.11 drops a cancellation
-that arrives just as the send completes (CPython gh-86296): our timeout then went unnoticed
-and the call waited for its socket timeout on top (the cache's SOCKET_TIMEOUT). Callers
+nothing else: the connections have no socket timeout, under which redis-py's sends can lose
+our timeout's cancellation (`core.cancellation`) and wait for the socket timeout on top. Callers
 have another way to answer, so a Redis that fails is not made to fail each of them in turn
 (`core.breaker`): after a connection error, or a second timeout, calls fail at once
 (`RedisPaused`) for `pause_seconds`, those already waiting for a connection included; then

@@ -62,11 +62,12 @@ def _autogroup_niceness_raised(niceness: int) -> int | None:
             logger.info("Worker autogroup niceness left as it is: %r", error)
             return None
         except OSError as error:
-            # Linux lets an unprivileged process change one a tenth of a second, machine-wide.
-            if error.errno != errno.EAGAIN:
-                if error.errno != errno.ENOENT:
-                    logger.info("Worker autogroup niceness left as it is: %s", error)
-                return None
-            time.sleep(0.1)
+            if error.errno == errno.EAGAIN:
+                # Linux lets an unprivileged process change one a tenth of a second, machine-wide.
+                time.sleep(0.1)
+                continue
+            if error.errno != errno.ENOENT:  # ENOENT: no autogroups
+                logger.info("Worker autogroup niceness left as it is: %s", error)
+            return None
     logger.info("Worker autogroup niceness left as it is: busy")
     return None

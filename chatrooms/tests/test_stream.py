@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import threading
 from typing import Any, cast
@@ -23,6 +22,7 @@ from chatrooms.tasks import reply_generate
 from chatrooms.tests.factories import ChatroomFactory, MessageFactory, UserFactory, client_for
 from testing.e2e import sse_parse_body, wait_until
 from testing.fake_gemini import Reply
+from testing.lost_cancellation import cancellation_lost_by_a_library
 
 # The worker gives its database connection back after each step, as in production: the
 # tests commit for real instead of running inside one transaction.
@@ -378,9 +378,7 @@ def test_a_stream_whose_cancellation_a_library_lost_still_ends(make_exchange):
     reply = make_exchange()  # pending: nothing will come
 
     async def follow_after_a_lost_cancellation() -> None:
-        cast(asyncio.Task, asyncio.current_task()).cancel()
-        with contextlib.suppress(asyncio.CancelledError):  # lost, as wait_for lost it
-            await asyncio.sleep(0)
+        await cancellation_lost_by_a_library()
         async with asyncio.timeout(5):  # a keep-alive interval is 15 s
             async for _ in reply_events(reply=reply):
                 pass

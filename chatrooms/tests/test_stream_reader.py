@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import cast
 
 import pytest
@@ -12,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chatrooms import streaming
 from chatrooms.stream_reader import Follow, StreamReader
+from testing.lost_cancellation import cancellation_lost_by_a_library
 
 KEY = "test:stream-reader:reply"
 
@@ -125,9 +125,7 @@ def test_the_reader_ends_when_a_redis_call_lost_its_cancellation(stream_key) -> 
     reader must end anyway, or its event loop's shutdown waits for it for ever."""
 
     async def loses_its_cancellation(*args: object, **kwargs: object) -> list:
-        cast(asyncio.Task, asyncio.current_task()).cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
+        await cancellation_lost_by_a_library()
         return []
 
     async def go() -> bool | str:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
 from core.cancellation import cancellation_lost, raise_if_cancellation_lost
+from testing.lost_cancellation import cancellation_lost_by_a_library
 
 
 def test_a_cancellation_caught_and_dropped_is_still_seen() -> None:
     async def scenario() -> None:
         assert not cancellation_lost()
-        task = asyncio.current_task()
-        assert task is not None
-        task.cancel()
-        # Dropped, as asyncio.wait_for dropped it on Python 3.11 as its inner call completed.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
+        await cancellation_lost_by_a_library()
         with pytest.raises(asyncio.CancelledError):
             raise_if_cancellation_lost()
 
