@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -505,6 +505,38 @@ def test_a_pro_send_whose_count_fails_after_the_commit_still_answers_202(caplog)
     assert not DailyUsage.objects.filter(user_id=user.pk).exists()  # not counted
     assert metric_value("gemini_pro_prompts_uncounted_total") == before + 1
     assert "was stored but not counted" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pro_send_with_a_key_whose_count_fails_stores_nothing_and_can_be_retried() -> None:
+    """With an Idempotency-Key the Pro count is part of the key's transaction: its
+    connection cut while it waits for the row, the send answers 503 and leaves no message,
+    no key and no count behind, so the client's retry with the same key is a first send."""
+    user = UserFactory.create()
+    chatroom = ChatroomFactory.create(user=user)
+    Subscription.objects.create(user=user, stripe_subscription_id="sub_x", status="active")
+    DailyUsage.objects.create(user=user, day=usage_today(), count=4)
+    client = client_for(user)
+    with transaction.atomic():
+        DailyUsage.objects.select_for_update().get(user=user)
+        sending = InThread(
+            lambda: _send(client, chatroom.pk, "Cut short", HTTP_IDEMPOTENCY_KEY="k-cut")
+        )
+        sending.wait_until_blocked()  # stored in the key's transaction, waiting to count
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [sending.pid])
+    response = sending.join()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert not Message.objects.filter(chatroom=chatroom).exists()
+    assert not IdempotencyRecord.objects.filter(user=user).exists()
+    assert _prompts_counted(user) == 4
+
+    retried = _send(client, chatroom.pk, "Cut short", HTTP_IDEMPOTENCY_KEY="k-cut")
+    assert retried.status_code == 202
+    assert retried.json()["usage"]["used"] == 5
+    assert _prompts_counted(user) == 5
+    assert Message.objects.filter(chatroom=chatroom).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
