@@ -20,9 +20,11 @@ its backlog, not from "now".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -31,6 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.cancellation import raise_if_cancellation_lost
 
@@ -86,19 +89,33 @@ class Follow:
         return entries
 
 
+@contextlib.asynccontextmanager
+async def answered_within(seconds: float = _SOCKET_TIMEOUT_SECONDS) -> AsyncIterator[None]:
+    """The bound of a call on the stream clients, whose connections have no socket timeout:
+    with one, redis-py sends under `asyncio.wait_for`, which can lose a cancellation
+    (`core.cancellation`). Past it the call is cancelled (redis-py then drops its
+    connection) and RedisTimeoutError raised, a RedisError like Redis's own failures."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from exc
+
+
 def _client(*, connections: int, **options: Any) -> aioredis.Redis:
-    return aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=connections,
-            **options,
-            timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
-            decode_responses=True,
-            socket_timeout=_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-            client_name=CLIENT_NAME,
-        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=connections,
+        **options,
+        timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
+        decode_responses=True,
+        socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+        client_name=CLIENT_NAME,
     )
+    # None, not left out (redis-py's default is 5 s), and after from_url, where one in the
+    # URL's query would win; the original too, which maintenance notifications restore.
+    pool.connection_kwargs.update(socket_timeout=None, orig_socket_timeout=None)
+    return aioredis.Redis(connection_pool=pool)
 
 
 class StreamReader:
@@ -139,11 +156,12 @@ class StreamReader:
                 for key, followers in self._follows.items()
             }
             try:
-                response = await self._reading_client.xread(
-                    after,  # type: ignore[arg-type]  # redis-py types the ids too narrowly
-                    count=_READ_BATCH,
-                    block=int(_BLOCK_SECONDS * 1000),
-                )
+                async with answered_within(_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS):
+                    response = await self._reading_client.xread(
+                        after,  # type: ignore[arg-type]  # redis-py types the ids too narrowly
+                        count=_READ_BATCH,
+                        block=int(_BLOCK_SECONDS * 1000),
+                    )
             except Exception as exc:
                 if isinstance(exc, RedisError):
                     logger.warning("The reply stream reader lost Redis: %r", exc)

@@ -33,7 +33,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from chatrooms.errors import StreamsTooMany
-from chatrooms.stream_reader import stream_reader
+from chatrooms.stream_reader import answered_within, stream_reader
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,15 @@ class StreamSlot:
             return
         self._renewed_at = now
         try:
-            await stream_reader().client.eval(
-                _RENEW_LUA, 1, self._key, now + _lease_seconds(), self._member, _lease_seconds() * 2
-            )
+            async with answered_within():
+                await stream_reader().client.eval(
+                    _RENEW_LUA,
+                    1,
+                    self._key,
+                    now + _lease_seconds(),
+                    self._member,
+                    _lease_seconds() * 2,
+                )
         except RedisError as exc:
             logger.warning("Could not renew a stream slot: %r", exc)
 
@@ -110,7 +116,8 @@ class StreamSlot:
         self._given_back = True  # a renewal still on its way must not put the slot back
         self._process_give_back()
         try:
-            await stream_reader().client.zrem(self._key, self._member)
+            async with answered_within():
+                await stream_reader().client.zrem(self._key, self._member)
         except RedisError as exc:  # it lapses on its own
             logger.warning("Could not give a stream slot back: %r", exc)
 
@@ -141,16 +148,17 @@ class StreamSlot:
     async def _user_take(self) -> None:
         now = time.time()
         try:
-            taken = await stream_reader().client.eval(
-                _TAKE_LUA,
-                1,
-                self._key,
-                now,
-                now + _lease_seconds(),
-                self._member,
-                settings.MAX_OPEN_STREAMS_PER_USER,
-                _lease_seconds() * 2,
-            )
+            async with answered_within():
+                taken = await stream_reader().client.eval(
+                    _TAKE_LUA,
+                    1,
+                    self._key,
+                    now,
+                    now + _lease_seconds(),
+                    self._member,
+                    settings.MAX_OPEN_STREAMS_PER_USER,
+                    _lease_seconds() * 2,
+                )
         except RedisError as exc:
             logger.warning("Stream slots unavailable, opening anyway: %r", exc)
             return

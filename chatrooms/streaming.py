@@ -34,7 +34,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chatrooms.stream_reader import Entry, Follow, stream_reader
+from chatrooms.stream_reader import Entry, Follow, answered_within, stream_reader
 from core.redis_scripts import script_run
 
 # The worker's calls are short.
@@ -355,7 +355,8 @@ class ReplyEventSource:
 
     async def backlog(self) -> list[Entry]:
         """Everything published so far."""
-        entries = cast(list[Entry], await self._reader.client.xrange(self._key))
+        async with answered_within():
+            entries = cast(list[Entry], await self._reader.client.xrange(self._key))
         if entries:
             self._last_id = entries[-1][0]
         return entries

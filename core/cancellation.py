@@ -6,6 +6,10 @@ cancelled just as the send completes (CPython gh-86296): the cancellation is los
 task still counts it (`Task.cancelling()`). A loop that should end when its task is
 cancelled (a stream whose client left, a reader at its event loop's shutdown) checks here
 at each turn, and ends at most one turn late instead of running on.
+
+Our own async Redis connections have no socket timeout (`core.redis_async`,
+`chatrooms.stream_reader`), so this is the guard for a library or connection that still
+does it.
 """
 
 from __future__ import annotations

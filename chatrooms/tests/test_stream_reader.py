@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+from collections.abc import Iterator
 from typing import cast
 
 import pytest
 from asgiref.sync import async_to_sync
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatrooms import streaming
-from chatrooms.stream_reader import Follow, StreamReader
+from chatrooms.stream_reader import Follow, StreamReader, answered_within
 from testing.lost_cancellation import cancellation_lost_by_a_library
 
 KEY = "test:stream-reader:reply"
@@ -141,3 +145,49 @@ def test_the_reader_ends_when_a_redis_call_lost_its_cancellation(stream_key) -> 
         return task.cancelled()
 
     assert asyncio.run(go()) is True
+
+
+@pytest.fixture
+def silent_redis(settings) -> Iterator[str]:
+    """REDIS_URL on a TCP server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)  # never accepted: the kernel's queue holds what the tests open
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        yield settings.REDIS_URL
+    finally:
+        listener.close()
+
+
+def test_the_stream_clients_connections_have_no_socket_timeout(settings) -> None:
+    """redis-py sends under `asyncio.wait_for` when a connection has one; maintenance
+    notifications (RESP3) would restore the original one: both are cleared."""
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0?protocol=3"
+    reader = StreamReader()
+    for client in (reader.client, reader._reading_client):
+        connection = client.connection_pool.make_connection()
+        assert (connection.socket_timeout, connection.orig_socket_timeout) == (None, None)
+
+
+def test_a_stream_call_that_redis_never_answers_fails_within_its_bound(silent_redis) -> None:
+    """As a RedisError, the failure every caller already handles. The bound is swept across
+    the moment the handshake's first send completes (about 0.5 ms into the call), where a
+    socket timeout's `wait_for` could lose it on Python 3.11 and wait 5 s instead."""
+
+    async def sweep() -> list[tuple[float, float]]:
+        late = []
+        for step in range(300):  # 50 µs to 3 ms
+            bound = 50e-6 + step * 10e-6
+            reader = StreamReader()
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                async with answered_within(bound):
+                    await reader.client.xrange("k")
+            took = time.monotonic() - started
+            if took > bound + 0.5:
+                late.append((bound, took))
+                break
+        return late
+
+    assert asyncio.run(sweep()) == []
