@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from core.cancellation import raise_if_cancellation_lost
 
@@ -45,7 +46,7 @@ CLIENT_NAME = "gc-streams"
 _BLOCK_SECONDS = 0.25
 _READ_BATCH = 500
 _CONNECT_TIMEOUT_SECONDS = 2
-_SOCKET_TIMEOUT_SECONDS = 5
+_ANSWER_SECONDS = 5
 
 
 def _entry_id(entry_id: str) -> tuple[int, int]:
@@ -90,16 +91,19 @@ class Follow:
 
 
 @contextlib.asynccontextmanager
-async def answered_within(seconds: float = _SOCKET_TIMEOUT_SECONDS) -> AsyncIterator[None]:
+async def answered_within(seconds: float | None = None) -> AsyncIterator[None]:
     """The bound of a call on the stream clients, whose connections have no socket timeout:
     with one, redis-py sends under `asyncio.wait_for`, which can lose a cancellation
     (`core.cancellation`). Past it the call is cancelled (redis-py then drops its
     connection) and RedisTimeoutError raised, a RedisError like Redis's own failures."""
+    bound = _ANSWER_SECONDS if seconds is None else seconds
     try:
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(bound):
             yield
     except TimeoutError as exc:
-        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from exc
+        raise RedisTimeoutError(
+            f"no answer from Redis within {bound} s (a wait for a free connection included)"
+        ) from exc
 
 
 def _client(*, connections: int, **options: Any) -> aioredis.Redis:
@@ -107,10 +111,12 @@ def _client(*, connections: int, **options: Any) -> aioredis.Redis:
         settings.REDIS_URL,
         max_connections=connections,
         **options,
-        timeout=_SOCKET_TIMEOUT_SECONDS,  # the longest wait for a free connection
+        timeout=_ANSWER_SECONDS,  # the longest wait for a free connection
         decode_responses=True,
         socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
         client_name=CLIENT_NAME,
+        # Off: during a maintenance event (RESP3) they would set a socket timeout again.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     # None, not left out (redis-py's default is 5 s), and after from_url, where one in the
     # URL's query would win; the original too, which maintenance notifications restore.
@@ -156,7 +162,7 @@ class StreamReader:
                 for key, followers in self._follows.items()
             }
             try:
-                async with answered_within(_BLOCK_SECONDS + _SOCKET_TIMEOUT_SECONDS):
+                async with answered_within(_BLOCK_SECONDS + _ANSWER_SECONDS):
                     response = await self._reading_client.xread(
                         after,  # type: ignore[arg-type]  # redis-py types the ids too narrowly
                         count=_READ_BATCH,

@@ -8,8 +8,8 @@ cancelled (a stream whose client left, a reader at its event loop's shutdown) ch
 at each turn, and ends at most one turn late instead of running on.
 
 Our own async Redis connections have no socket timeout (`core.redis_async`,
-`chatrooms.stream_reader`), so this is the guard for a library or connection that still
-does it.
+`chatrooms.stream_reader`; their maintenance notifications, which would set one, are off),
+so this guards against a library that still sends under `asyncio.wait_for`.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from core.breaker import Breaker
 from core.redis_scripts import script_sha
@@ -155,7 +156,12 @@ class AsyncScripts:
             # the garbage collector, which closes their sockets.
             for closed in [known for known in self._loops if known.is_closed()]:
                 del self._loops[closed]
-            factory = ConnectionPool.from_url(self.url, **self.connection_options)
+            factory = ConnectionPool.from_url(
+                self.url,
+                **self.connection_options,
+                # Off: during a maintenance event (RESP3) they would set a socket timeout.
+                maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            )
             # None, not left out: redis-py's default is 5 s. Set after from_url, where one in
             # the URL's query would win; the original too, which maintenance notifications
             # (RESP3) would restore.

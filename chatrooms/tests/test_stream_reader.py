@@ -162,12 +162,17 @@ def silent_redis(settings) -> Iterator[str]:
 
 def test_the_stream_clients_connections_have_no_socket_timeout(settings) -> None:
     """redis-py sends under `asyncio.wait_for` when a connection has one; maintenance
-    notifications (RESP3) would restore the original one: both are cleared."""
+    notifications (RESP3) would restore the original one, or set one of their own during a
+    maintenance event: both are cleared, and the notifications are off."""
     settings.REDIS_URL = "redis://127.0.0.1:6379/0?protocol=3"
     reader = StreamReader()
     for client in (reader.client, reader._reading_client):
         connection = client.connection_pool.make_connection()
-        assert (connection.socket_timeout, connection.orig_socket_timeout) == (None, None)
+        assert (connection.socket_timeout, getattr(connection, "orig_socket_timeout", None)) == (
+            None,
+            None,
+        )
+        assert not getattr(connection.maint_notifications_config, "enabled", False)
 
 
 def test_a_stream_call_that_redis_never_answers_fails_within_its_bound(silent_redis) -> None:

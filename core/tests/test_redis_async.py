@@ -74,7 +74,10 @@ def test_the_connections_have_no_socket_timeout_not_even_one_to_restore() -> Non
 
     async def made() -> tuple[object, object]:
         connection = scripts._connections_of_running_loop().connection_factory.make_connection()
-        return connection.socket_timeout, connection.orig_socket_timeout
+        assert not getattr(
+            connection.maint_notifications_config, "enabled", False
+        )  # they would set one
+        return connection.socket_timeout, getattr(connection, "orig_socket_timeout", None)
 
     assert asyncio.run(made()) == (None, None)
 
