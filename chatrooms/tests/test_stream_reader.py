@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from typing import cast
@@ -16,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chatrooms import streaming
 from chatrooms.stream_reader import Follow, StreamReader, answered_within
 from testing.lost_cancellation import cancellation_lost_by_a_library
+from testing.silent_server import silent_redis_url
 
 KEY = "test:stream-reader:reply"
 
@@ -150,14 +150,9 @@ def test_the_reader_ends_when_a_redis_call_lost_its_cancellation(stream_key) -> 
 @pytest.fixture
 def silent_redis(settings) -> Iterator[str]:
     """REDIS_URL on a TCP server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)  # never accepted: the kernel's queue holds what the tests open
-    try:
-        settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-        yield settings.REDIS_URL
-    finally:
-        listener.close()
+    with silent_redis_url() as url:
+        settings.REDIS_URL = url
+        yield url
 
 
 def test_the_stream_clients_connections_have_no_socket_timeout(settings) -> None:

@@ -12,20 +12,15 @@ import pytest
 import redis
 
 from core.redis_async import AsyncScripts, RedisPaused
+from testing.silent_server import silent_redis_url
 
 SCRIPT = b"return redis.call('INCR', KEYS[1])"
 
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)  # never accepted: the kernel's queue holds what the tests open
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        listener.close()
+    with silent_redis_url() as url:
+        yield url
 
 
 def test_a_redis_that_does_not_answer_fails_every_waiting_call_within_the_timeout(
