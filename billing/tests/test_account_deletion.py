@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
-from django.db import transaction
+from django.db import connection, transaction
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
@@ -469,7 +469,7 @@ def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_st
             KnownNetwork.objects.create(user=user, network="198.51.100.0/24")
             inserted.set()
             deleting.wait(10)
-            time.sleep(0.5)  # the deletion now waits for this row's lock on the user
+            _until_another_waits_for_this_transaction()  # the deletion, on this row's lock
 
     def delete() -> Any:
         inserted.wait(10)
@@ -484,6 +484,21 @@ def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_st
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
     again = _delete(client, account["access"], {"password": PASSWORD})
     assert again.status_code == 204
+
+
+def _until_another_waits_for_this_transaction(timeout: float = 10.0) -> None:
+    """Until another server process waits for a lock this connection's transaction holds."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if cursor.fetchone():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"nothing waited for this transaction's locks within {timeout} s")
 
 
 def test_a_first_purchase_whose_account_was_just_deleted_is_a_401_not_a_500():
