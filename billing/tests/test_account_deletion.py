@@ -341,6 +341,21 @@ def test_a_checkout_paid_after_the_deletion_is_canceled_by_the_webhook(fake_stri
     assert created.outcome == "canceled at Stripe: the customer's account was deleted"
 
 
+def _until_another_waits_for_this_transaction(timeout: float = 10.0) -> None:
+    """Until another server process waits for a lock this connection's transaction holds."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if cursor.fetchone():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"nothing waited for this transaction's locks within {timeout} s")
+
+
 def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
     client = APIClient()
     account = _account_with_history(client, password=None)
@@ -352,7 +367,7 @@ def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
             assert account_lock_for_deletion(user=user)
             locked.set()
             create_started.wait(10)
-            time.sleep(0.5)  # the create is now waiting for the user's row
+            _until_another_waits_for_this_transaction()  # the create, on the user's row
             chatrooms_of_user_delete(user_id=user.pk)
             account_delete(user=user)
 
@@ -484,21 +499,6 @@ def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_st
     assert fake_stripe.subscription(subscription_id)["status"] == "active"
     again = _delete(client, account["access"], {"password": PASSWORD})
     assert again.status_code == 204
-
-
-def _until_another_waits_for_this_transaction(timeout: float = 10.0) -> None:
-    """Until another server process waits for a lock this connection's transaction holds."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-            )
-            if cursor.fetchone():
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"nothing waited for this transaction's locks within {timeout} s")
 
 
 def test_a_first_purchase_whose_account_was_just_deleted_is_a_401_not_a_500():
