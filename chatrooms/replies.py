@@ -566,7 +566,7 @@ def reply_fail(*, claim: Claim, text: str, code: str) -> Message | None:
             error_message=FAILURE_MESSAGES[code],
         )
         if written is not None and claim.usage_day is not None and not text.strip():
-            usage_refund(user_id=claim.user_id, day=claim.usage_day)
+            usage_refund(user_id=claim.user_id, day=claim.usage_day, chatroom_id=claim.chatroom_id)
     return written
 
 
@@ -699,7 +699,9 @@ def reply_abandoned_settle(*, reply_id: int) -> Message | None:
             return None
         reply = Message.objects.select_related("chatroom").get(pk=reply_id)
         if reply.usage_day is not None:
-            usage_refund(user_id=reply.chatroom.user_id, day=reply.usage_day)
+            usage_refund(
+                user_id=reply.chatroom.user_id, day=reply.usage_day, chatroom_id=reply.chatroom_id
+            )
         transaction.on_commit(partial(reply_done_announce, reply=reply))
         # Counted when committed: a caller's transaction (a send, a deletion) may roll back.
         transaction.on_commit(metrics.replies_finished.labels(Status.FAILED.value).inc)

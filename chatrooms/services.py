@@ -14,7 +14,6 @@ from functools import partial
 from typing import Literal
 
 from django.conf import settings
-from django.db import Error as AnyDatabaseError
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
@@ -51,8 +50,6 @@ from chatrooms.stream_slots import slots_key
 from chatrooms.tasks import reply_enqueue_on_commit
 from chatrooms.titles import title_from_message
 from core.sql import insert_new
-from usage.metrics import pro_prompts_uncounted
-from usage.models import DailyUsage
 from usage.selectors import UsageSummary, usage_today
 from usage.services import usage_consume, usage_count_unlimited
 
@@ -151,10 +148,8 @@ class Sent:
 
 
 _LOCK_FOR_PROMPT_SQL = f"""
-    SELECT chatroom.name, {{is_pro}}, today.count, today.tokens
+    SELECT chatroom.name, {{is_pro}}
     FROM {Chatroom._meta.db_table} chatroom
-    LEFT JOIN {DailyUsage._meta.db_table} today
-        ON today.user_id = chatroom.user_id AND today.day = %(day)s
     WHERE chatroom.id = %(chatroom_id)s AND chatroom.user_id = %(user_id)s
     FOR UPDATE OF chatroom
 """  # noqa: S608 (the table names and condition are ours, the values are parameters)
@@ -164,59 +159,36 @@ _LOCK_FOR_PROMPT_SQL = f"""
 class _LockedForPrompt:
     name: str | None
     owner_is_pro: bool
-    used_today: int  # as the statement began (not re-read after a lock wait): a fallback
-    tokens_today: int
 
 
-def _chatroom_locked_for_prompt(
-    *, user: User, chatroom_id: int, now: dt.datetime
-) -> _LockedForPrompt:
-    """Lock the user's chatroom (ChatroomNotFound if it is not theirs), and read its name, the
-    user's tier and today's count in the same round trip. `_locked_chatroom` in plain SQL,
-    for the send path (see core/sql.py)."""
+def _chatroom_locked_for_prompt(*, user: User, chatroom_id: int) -> _LockedForPrompt:
+    """Lock the user's chatroom (ChatroomNotFound if it is not theirs), and read its name and
+    the user's tier in the same round trip. `_locked_chatroom` in plain SQL, for the send
+    path (see core/sql.py)."""
     is_pro, pro_params = user_is_pro_sql(user_id=user.pk)
     with connection.cursor() as cursor:
         cursor.execute(
             _LOCK_FOR_PROMPT_SQL.format(is_pro=is_pro),
-            {
-                "chatroom_id": chatroom_id,
-                "user_id": user.pk,
-                "day": usage_today(now),
-                **pro_params,
-            },
+            {"chatroom_id": chatroom_id, "user_id": user.pk, **pro_params},
         )
         row = cursor.fetchone()
     if row is None:
         raise ChatroomNotFound()
-    name, is_pro_now, used, tokens = row
-    return _LockedForPrompt(
-        name=name, owner_is_pro=bool(is_pro_now), used_today=used or 0, tokens_today=tokens or 0
-    )
+    name, is_pro_now = row
+    return _LockedForPrompt(name=name, owner_is_pro=bool(is_pro_now))
 
 
-def _pro_prompt_counted(*, user: User, locked: _LockedForPrompt, now: dt.datetime) -> UsageSummary:
-    """A Pro user's prompt, counted once the send has committed: no limit to enforce, and the
-    row is then locked only while PostgreSQL runs the count, so one user's concurrent sends
-    do not queue on it until their commits (README, "Design decisions").
-
-    The send is stored by then. If the count fails (the database gone, the account deleted
-    meanwhile), the send still answers 202, with the count read by the lock's statement plus
-    this prompt (a figure, possibly behind concurrent sends'), and the prompt stays
-    uncounted (logged, and counted by a metric). Inside a caller's transaction (an
-    Idempotency-Key's) the count is part of it, and fails with it."""
-    try:
-        return usage_count_unlimited(user=user, now=now)
-    except AnyDatabaseError:  # InterfaceError included
-        if connection.in_atomic_block:
-            raise  # the caller's transaction fails, the send with it
-        logger.exception("User %s's Pro prompt was stored but not counted", user.pk)
-        pro_prompts_uncounted.inc()
-        return UsageSummary.of_day(
-            day=usage_today(now),
-            limit=None,
-            used=locked.used_today + 1,
-            tokens=locked.tokens_today,
-        )
+def _prompt_count(
+    *, user: User, locked: _LockedForPrompt, chatroom_id: int, now: dt.datetime
+) -> UsageSummary:
+    """Count the prompt, last in the send's transaction: a refusal (DailyLimitExceeded) rolls
+    back what the send stored, so concurrent sends can never admit more than the limit, and
+    a count that fails fails the send whole (nothing stored, nothing counted). A Basic
+    user's count reads the tier again, which admits a user who became Pro meanwhile; a Pro
+    user's is on the chatroom's slot (usage.models.PRO_SLOTS)."""
+    if locked.owner_is_pro:
+        return usage_count_unlimited(user=user, chatroom_id=chatroom_id, now=now)
+    return usage_consume(user=user, now=now)
 
 
 def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
@@ -225,7 +197,7 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
     in flight (unless no worker is left to finish it: then it fails, refunded, first)."""
     now = timezone.now()
     with transaction.atomic():
-        locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id, now=now)
+        locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id)
         latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom_id)
         if (
             latest_reply is not None
@@ -257,13 +229,8 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
                 name=title_from_message(content), updated_at=now
             )
             list_cache_invalidate_on_commit(user_id=user.pk)
-        # A Basic user's prompt is counted last: a refusal (DailyLimitExceeded) rolls back
-        # the messages above, and concurrent sends can never admit more than the limit. Its
-        # statement reads the tier again, which admits a user who became Pro meanwhile.
-        usage = None if locked.owner_is_pro else usage_consume(user=user, now=now)
+        usage = _prompt_count(user=user, locked=locked, chatroom_id=chatroom_id, now=now)
         reply_enqueue_on_commit(reply_id=reply.pk)
-    if usage is None:
-        usage = _pro_prompt_counted(user=user, locked=locked, now=now)
     return Sent(user_message=user_message, reply=reply, usage=usage)
 
 
@@ -292,7 +259,7 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
     never counts a second prompt."""
     now = timezone.now()
     with transaction.atomic():
-        locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id, now=now)
+        locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id)
         latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom_id)
         if latest_reply is None or latest_reply[0] != message_id:
             if not user_messages(user=user, chatroom_id=chatroom_id).filter(pk=message_id).exists():
@@ -316,10 +283,8 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
                 )
             ]
         )
-        usage = None if locked.owner_is_pro else usage_consume(user=user, now=now)  # as a send's
+        usage = _prompt_count(user=user, locked=locked, chatroom_id=chatroom_id, now=now)
         reply_enqueue_on_commit(reply_id=reply.pk)
-    if usage is None:
-        usage = _pro_prompt_counted(user=user, locked=locked, now=now)
     return Regenerated(reply=reply, usage=usage)
 
 

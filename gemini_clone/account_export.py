@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.db.models import Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
@@ -46,8 +47,10 @@ def account_export(user: User) -> dict[str, Any]:
         "daily_usage": [
             {"day": day.isoformat(), "prompts": count, "tokens": tokens}
             for day, count, tokens in DailyUsage.objects.filter(user=user)
+            .values("day")  # a day's rows (usage.models.PRO_SLOTS) as one
+            .annotate(Sum("count"), Sum("tokens"))
             .order_by("day")
-            .values_list("day", "count", "tokens")
+            .values_list("day", "count__sum", "tokens__sum")
         ],
         "billing": _billing(user),
         "chatrooms": [

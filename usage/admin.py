@@ -8,9 +8,10 @@ from usage.models import DailyUsage
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(admin.ModelAdmin):
-    """Read-only: counts change through the usage services (the users' page resets today's)."""
+    """Read-only: counts change through the usage services (the users' page resets today's).
+    A day may have several rows, one per slot (usage.models.PRO_SLOTS): its count is their sum."""
 
-    list_display = ("user", "day", "count", "tokens")
+    list_display = ("user", "day", "slot", "count", "tokens")
     list_filter = ("day",)
     search_fields = ("user__phone",)
     raw_id_fields = ("user",)

@@ -6,8 +6,3 @@ daily_limit_refusals = Counter(
     "gemini_daily_limit_refusals",
     "Prompts refused because a Basic user reached BASIC_DAILY_LIMIT.",
 )
-
-pro_prompts_uncounted = Counter(
-    "gemini_pro_prompts_uncounted",
-    "Pro prompts stored and answered but not counted: the count after the send's commit failed.",
-)

@@ -81,29 +81,29 @@ def rate_limit_headers(summary: UsageSummary, now: dt.datetime | None = None) ->
 
 
 _USED_SQL = f"""
-    SELECT count, tokens FROM {DailyUsage._meta.db_table}
+    SELECT sum(count)::bigint, sum(tokens)::bigint FROM {DailyUsage._meta.db_table}
     WHERE user_id = %(user_id)s AND day = %(day)s
 """  # noqa: S608 (the table name is ours, the values are parameters)
 
 
-def usage_summary(*, user: User, is_pro: bool | None = None) -> UsageSummary:
-    """Today's count and tokens; with `is_pro` unknown, read in the same round trip as the
-    tier."""
-    day = usage_today()
+def usage_summary(
+    *, user: User, is_pro: bool | None = None, day: dt.date | None = None
+) -> UsageSummary:
+    """The count and tokens of `day` (today unless given), all its rows together; with
+    `is_pro` unknown, read in the same round trip as the tier."""
+    day = day or usage_today()
     params: dict[str, Any] = {"user_id": user.pk, "day": day}
     with connection.cursor() as cursor:
         if is_pro is None:
             condition, pro_params = user_is_pro_sql(user_id=user.pk)
             cursor.execute(
-                f"SELECT {condition}, today.count, today.tokens"  # noqa: S608 (ours)
-                f" FROM (SELECT 1) one LEFT JOIN ({_USED_SQL}) today ON true",
+                f"SELECT {condition}, today.* FROM ({_USED_SQL}) today",  # noqa: S608 (ours)
                 {**params, **pro_params},
             )
             pro, used, tokens = cursor.fetchone()
         else:
             cursor.execute(_USED_SQL, params)
-            row = cursor.fetchone()
-            pro, (used, tokens) = is_pro, row or (0, 0)
+            pro, (used, tokens) = is_pro, cursor.fetchone()
     limit = None if pro else settings.BASIC_DAILY_LIMIT
     return UsageSummary.of_day(day=day, limit=limit, used=used or 0, tokens=tokens or 0)
 
@@ -114,6 +114,12 @@ def prompts_on(day: dt.date) -> int:
 
 
 def used_today_subquery(user_ref: str = "pk") -> Coalesce:
-    """Today's count of the user whose id is `user_ref`, 0 without a row: an annotation."""
-    counts = DailyUsage.objects.filter(user_id=OuterRef(user_ref), day=usage_today())
-    return Coalesce(Subquery(counts.values("count")[:1]), Value(0))
+    """Today's count of the user whose id is `user_ref` (all its rows), 0 without a row: an
+    annotation."""
+    counts = (
+        DailyUsage.objects.filter(user_id=OuterRef(user_ref), day=usage_today())
+        .values("user_id")
+        .annotate(total=Sum("count"))
+        .values("total")
+    )
+    return Coalesce(Subquery(counts[:1]), Value(0))

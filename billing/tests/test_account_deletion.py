@@ -28,6 +28,8 @@ from chatrooms.models import Chatroom, Message
 from chatrooms.services import chatrooms_of_user_delete
 from core.db import constraints_check_now
 from testing.concurrency import at_once
+from usage.models import DailyUsage, pro_slot
+from usage.selectors import usage_today
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -265,6 +267,11 @@ def test_the_export_holds_the_users_data_and_no_secret(fake_stripe):
     stranger.force_authenticate(User.objects.create_user(phone="+919812345999"))
     stranger.post("/api/chatroom", {"name": "Not yours"}, format="json")
 
+    # A day's rows (slot 0's Basic prompt, a Pro slot's) are one day in the export.
+    DailyUsage.objects.create(
+        user_id=account["user_id"], day=usage_today(), slot=pro_slot(7), count=2, tokens=30
+    )
+
     response = client.get("/api/user/me/export", **_auth(account["access"]))
 
     assert response.status_code == 200
@@ -275,7 +282,8 @@ def test_the_export_holds_the_users_data_and_no_secret(fake_stripe):
     assert body["user"]["phone"] == PHONE and body["user"]["tier"] == "pro"
     assert [c["chatroom"]["name"] for c in body["chatrooms"]] == ["Travel"]
     assert [m["content"] for m in body["chatrooms"][0]["messages"]] == ["Hello", "Hi!"]
-    assert body["daily_usage"][0]["prompts"] == 1
+    assert (body["user"]["usage"]["used"], body["user"]["usage"]["tokens_today"]) == (3, 30)
+    assert body["daily_usage"] == [{"day": usage_today().isoformat(), "prompts": 3, "tokens": 30}]
     assert body["billing"]["subscriptions"][0]["status"] == "active"
     assert body["known_networks"]
     text = response.content.decode()

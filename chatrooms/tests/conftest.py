@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db.models import F
+from django.db.models import F, Sum
 
 from accounts.models import User
 from chatrooms import replies, streaming
@@ -93,8 +93,9 @@ def sweeping() -> Iterator[None]:
 
 
 def prompts_counted(user_id: int) -> int:
-    row = DailyUsage.objects.filter(user_id=user_id, day=usage_today()).first()
-    return row.count if row else 0
+    """Today's count of the user: all its rows (usage.models.PRO_SLOTS)."""
+    rows = DailyUsage.objects.filter(user_id=user_id, day=usage_today())
+    return rows.aggregate(total=Sum("count"))["total"] or 0
 
 
 @pytest.fixture

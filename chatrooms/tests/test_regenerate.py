@@ -8,10 +8,9 @@ from rest_framework.test import APIClient
 
 from chatrooms.models import Message
 from chatrooms.tasks import reply_generate
-from chatrooms.tests.conftest import broker_reply_ids, model_contents
+from chatrooms.tests.conftest import broker_reply_ids, model_contents, prompts_counted
 from chatrooms.tests.factories import ChatroomFactory, UserFactory, client_for
 from testing.fake_gemini import Reply
-from usage.models import DailyUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +48,7 @@ def _generate(reply_id: int) -> Message:
 
 
 def _counted(user) -> int:
-    return DailyUsage.objects.filter(user=user).values_list("count", flat=True).first() or 0
+    return prompts_counted(user.pk)
 
 
 def test_a_new_reply_to_the_same_prompt_the_old_one_superseded_and_out_of_the_history(
