@@ -178,15 +178,13 @@ def _chatroom_locked_for_prompt(*, user: User, chatroom_id: int) -> _LockedForPr
     return _LockedForPrompt(name=name, owner_is_pro=bool(is_pro_now))
 
 
-def _prompt_count(
-    *, user: User, locked: _LockedForPrompt, chatroom_id: int, now: dt.datetime
-) -> UsageSummary:
+def _prompt_count(*, user: User, is_pro: bool, chatroom_id: int, now: dt.datetime) -> UsageSummary:
     """Count the prompt, last in the send's transaction: a refusal (DailyLimitExceeded) rolls
     back what the send stored, so concurrent sends can never admit more than the limit, and
     a count that fails fails the send whole (nothing stored, nothing counted). A Basic
     user's count reads the tier again, which admits a user who became Pro meanwhile; a Pro
     user's is on the chatroom's slot (usage.models.PRO_SLOTS)."""
-    if locked.owner_is_pro:
+    if is_pro:
         return usage_count_unlimited(user=user, chatroom_id=chatroom_id, now=now)
     return usage_consume(user=user, now=now)
 
@@ -229,7 +227,9 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
                 name=title_from_message(content), updated_at=now
             )
             list_cache_invalidate_on_commit(user_id=user.pk)
-        usage = _prompt_count(user=user, locked=locked, chatroom_id=chatroom_id, now=now)
+        usage = _prompt_count(
+            user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now
+        )
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Sent(user_message=user_message, reply=reply, usage=usage)
 
@@ -283,7 +283,9 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
                 )
             ]
         )
-        usage = _prompt_count(user=user, locked=locked, chatroom_id=chatroom_id, now=now)
+        usage = _prompt_count(
+            user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now
+        )
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Regenerated(reply=reply, usage=usage)
 

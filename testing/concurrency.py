@@ -98,3 +98,20 @@ class InThread(Generic[T]):
         if self._error is not None:
             raise self._error
         return cast(T, self._result)
+
+
+def until_another_waits_for_this_transaction(timeout: float = 10.0) -> None:
+    """Until another server process waits for a lock that this connection's transaction
+    holds: the holder's side of `InThread.wait_until_blocked`, for a test whose other party
+    is a request it cannot name."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if cursor.fetchone():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"nothing waited for this transaction's locks within {timeout} s")

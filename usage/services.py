@@ -21,25 +21,23 @@ logger = logging.getLogger(__name__)
 _TABLE = DailyUsage._meta.db_table
 
 
-def _other_slots_sql(slot: str) -> str:
-    """The day's count and tokens on its rows but slot `slot` (an SQL expression): what a
-    count adds to its own row's to answer the day's."""
-    return f"""
-        SELECT coalesce(sum(count), 0)::bigint AS count, coalesce(sum(tokens), 0)::bigint AS tokens
-        FROM {_TABLE} WHERE user_id = %(user_id)s AND day = %(day)s AND slot <> {slot}
-    """  # noqa: S608 (the names are ours, the values are parameters)
-
+# The day's count and tokens on its rows other than the `slot` parameter's: what a count
+# adds to its own row's to answer the day's.
+_OTHER_SLOTS = f"""
+    SELECT coalesce(sum(count), 0)::bigint AS count, coalesce(sum(tokens), 0)::bigint AS tokens
+    FROM {_TABLE} WHERE user_id = %(user_id)s AND day = %(day)s AND slot <> %(slot)s
+"""  # noqa: S608 (the table name is ours, the values are parameters)
 
 # One statement, so concurrent sends serialise on slot 0's row: the increment only happens
 # while the day's count (slot 0's and any other's: a user who was Pro earlier today) is
-# below the limit, and no row comes back when it is not. The tier
-# is read in the same statement (one round trip on every send), which admits a user who
-# became Pro meanwhile, counted here against a limit they cannot reach.
+# below the limit, and no row comes back when it is not. The tier is read in the same
+# statement (one round trip on every send), which admits a user who became Pro meanwhile,
+# counted here against a limit they cannot reach.
 _NO_LIMIT = 2**31 - 1
 _CONSUME_SQL = f"""
-    WITH tier AS (SELECT {{is_pro}} AS pro), other AS ({_other_slots_sql("0")})
+    WITH tier AS (SELECT {{is_pro}} AS pro), other AS ({_OTHER_SLOTS})
     INSERT INTO {_TABLE} (user_id, day, slot, count)
-    SELECT %(user_id)s, %(day)s, 0, 1 FROM tier, other WHERE pro OR other.count < %(limit)s
+    SELECT %(user_id)s, %(day)s, %(slot)s, 1 FROM tier, other WHERE pro OR other.count < %(limit)s
     ON CONFLICT (user_id, day, slot) DO UPDATE SET count = {_TABLE}.count + 1
     WHERE {_TABLE}.count + (SELECT count FROM other) < (
         SELECT CASE WHEN pro THEN {_NO_LIMIT} ELSE %(limit)s END FROM tier
@@ -57,7 +55,13 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
     with connection.cursor() as cursor:
         cursor.execute(
             _CONSUME_SQL.format(is_pro=is_pro),
-            {"user_id": user.pk, "day": day, "limit": max(basic_limit, 0), **pro_params},
+            {
+                "user_id": user.pk,
+                "day": day,
+                "slot": 0,
+                "limit": max(basic_limit, 0),
+                **pro_params,
+            },
         )
         row = cursor.fetchone()
     if row is None:  # only a Basic user can reach the limit
@@ -74,7 +78,7 @@ def usage_consume(*, user: User, now: dt.datetime | None = None) -> UsageSummary
 
 # A Pro prompt, on its chatroom's slot; the day's count is that row's and the others'.
 _COUNT_UNLIMITED_SQL = f"""
-    WITH other AS ({_other_slots_sql("%(slot)s")})
+    WITH other AS ({_OTHER_SLOTS})
     INSERT INTO {_TABLE} (user_id, day, slot, count)
     VALUES (%(user_id)s, %(day)s, %(slot)s, 1)
     ON CONFLICT (user_id, day, slot) DO UPDATE SET count = {_TABLE}.count + 1

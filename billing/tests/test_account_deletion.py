@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
-from django.db import connection, transaction
+from django.db import transaction
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
@@ -27,7 +27,7 @@ from chatrooms import streaming
 from chatrooms.models import Chatroom, Message
 from chatrooms.services import chatrooms_of_user_delete
 from core.db import constraints_check_now
-from testing.concurrency import at_once
+from testing.concurrency import at_once, until_another_waits_for_this_transaction
 from usage.models import DailyUsage, pro_slot
 from usage.selectors import usage_today
 
@@ -349,21 +349,6 @@ def test_a_checkout_paid_after_the_deletion_is_canceled_by_the_webhook(fake_stri
     assert created.outcome == "canceled at Stripe: the customer's account was deleted"
 
 
-def _until_another_waits_for_this_transaction(timeout: float = 10.0) -> None:
-    """Until another server process waits for a lock this connection's transaction holds."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-            )
-            if cursor.fetchone():
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"nothing waited for this transaction's locks within {timeout} s")
-
-
 def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
     client = APIClient()
     account = _account_with_history(client, password=None)
@@ -375,7 +360,7 @@ def test_a_chatroom_created_while_the_account_is_deleted_is_a_401_not_a_500():
             assert account_lock_for_deletion(user=user)
             locked.set()
             create_started.wait(10)
-            _until_another_waits_for_this_transaction()  # the create, on the user's row
+            until_another_waits_for_this_transaction()  # the create, on the user's row
             chatrooms_of_user_delete(user_id=user.pk)
             account_delete(user=user)
 
@@ -492,7 +477,7 @@ def test_a_row_of_the_account_that_comes_in_meanwhile_is_a_409_not_a_500(fake_st
             KnownNetwork.objects.create(user=user, network="198.51.100.0/24")
             inserted.set()
             deleting.wait(10)
-            _until_another_waits_for_this_transaction()  # the deletion, on this row's lock
+            until_another_waits_for_this_transaction()  # the deletion, on this row's lock
 
     def delete() -> Any:
         inserted.wait(10)

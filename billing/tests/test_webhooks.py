@@ -47,7 +47,7 @@ def _new_chatroom(client: APIClient) -> int:
 
 def _limit_reached(user: User, settings: Any) -> None:
     DailyUsage.objects.update_or_create(
-        user=user, day=usage_today(), defaults={"count": settings.BASIC_DAILY_LIMIT}
+        user=user, day=usage_today(), slot=0, defaults={"count": settings.BASIC_DAILY_LIMIT}
     )
 
 

@@ -57,7 +57,7 @@ def make_exchange(pipeline_chatroom: Chatroom) -> ExchangeMaker:
         room = chatroom or pipeline_chatroom
         MessageFactory.create(chatroom=room, role=Message.Role.USER, content=prompt)
         day = usage_today()
-        usage, _ = DailyUsage.objects.get_or_create(user_id=room.user_id, day=day)
+        usage, _ = DailyUsage.objects.get_or_create(user_id=room.user_id, day=day, slot=0)
         DailyUsage.objects.filter(pk=usage.pk).update(count=F("count") + 1)
         return Message.objects.create(
             chatroom=room, role=Message.Role.MODEL, status=Message.Status.PENDING, usage_day=day

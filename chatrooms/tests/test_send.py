@@ -496,7 +496,9 @@ def test_a_pro_send_does_not_wait_for_the_count_of_a_chatroom_of_another_slot() 
     row = _counted_row(user, waiting_room, pro=True)
     with transaction.atomic():
         DailyUsage.objects.select_for_update().get(pk=row.pk)
-        response = _send(client_for(user), other_room.pk, "Not waiting")
+        # On a connection of its own: this one holds the lock.
+        sending = InThread(lambda: _send(client_for(user), other_room.pk, "Not waiting"))
+        response = sending.join(timeout=5)
     assert response.status_code == 202
     assert response.json()["usage"]["used"] == 5
     assert response.json()["usage"]["limit"] is None

@@ -25,4 +25,16 @@ class Migration(migrations.Migration):
             model_name='dailyusage',
             constraint=models.UniqueConstraint(fields=('user', 'day', 'slot'), name='usage_one_row_per_user_day_slot'),
         ),
+        # Backwards, first: each day's rows folded into slot 0, so the one-row key fits again.
+        migrations.RunSQL(
+            migrations.RunSQL.noop,
+            reverse_sql="""
+                INSERT INTO usage_dailyusage (user_id, day, slot, count, tokens)
+                SELECT user_id, day, 0, sum(count), sum(tokens) FROM usage_dailyusage
+                GROUP BY user_id, day
+                ON CONFLICT (user_id, day, slot) DO UPDATE
+                SET count = EXCLUDED.count, tokens = EXCLUDED.tokens;
+                DELETE FROM usage_dailyusage WHERE slot <> 0;
+            """,
+        ),
     ]

@@ -130,7 +130,7 @@ def test_pro_prompts_are_counted_on_their_chatrooms_slots_and_read_as_one_day(us
     used = [usage_count_unlimited(user=user, chatroom_id=room).used for room in chatrooms]
     assert used == [1, 2, 3]
     assert _rows_today(user) == {pro_slot(3): 2, pro_slot(4): 1}
-    assert 0 not in _rows_today(user) and pro_slot(3) != pro_slot(4)
+    assert pro_slot(3) != pro_slot(4)
     summary = usage_summary(user=user)
     assert (summary.used, summary.limit) == (3, None)
     assert usage_summary(user=user, is_pro=True).used == 3
@@ -189,3 +189,38 @@ def test_an_operator_reset_empties_every_slot_and_keeps_the_tokens(user):
     assert set(_rows_today(user).values()) == {0}
     assert usage_summary(user=user).tokens_today == 40
     assert usage_reset_today(user=user) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refunds_go_on_to_slot_zero_once_the_chatrooms_slot_is_empty():
+    user = User.objects.create_user(phone="+919876543213")
+    DailyUsage.objects.create(user=user, day=usage_today(), slot=0, count=1)
+    DailyUsage.objects.create(user=user, day=usage_today(), slot=pro_slot(5), count=1)
+    refunded = at_once(
+        [lambda: usage_refund(user_id=user.pk, day=usage_today(), chatroom_id=5)] * 4,
+        connect_first=True,
+    )
+    assert sorted(refunded) == [False, False, True, True]
+    assert _rows_today(user) == {0: 0, pro_slot(5): 0}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slot_zero", [0, 5], ids=["no slot 0 row yet", "slot 0 row"])
+def test_concurrent_basic_consumes_never_pass_the_limit_with_prompts_on_pro_slots(
+    settings, slot_zero: int
+):
+    settings.BASIC_DAILY_LIMIT = 20
+    user = User.objects.create_user(phone="+919876543214")
+    if slot_zero:
+        DailyUsage.objects.create(user=user, day=usage_today(), slot=0, count=slot_zero)
+    DailyUsage.objects.create(user=user, day=usage_today(), slot=pro_slot(1), count=15 - slot_zero)
+
+    def send() -> int | None:
+        try:
+            return usage_consume(user=user).used
+        except DailyLimitExceeded:
+            return None
+
+    results = at_once([send] * 12, connect_first=True)
+    assert sorted(used for used in results if used is not None) == [16, 17, 18, 19, 20]
+    assert usage_summary(user=user).used == 20
