@@ -6,7 +6,6 @@ worker's side of a reply's life is `chatrooms.replies`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from chatrooms.tasks import reply_enqueue_on_commit
 from chatrooms.titles import title_from_message
 from core.sql import insert_new
 from usage.selectors import UsageSummary, usage_today
-from usage.services import usage_consume, usage_count_unlimited
+from usage.services import usage_count_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -178,17 +177,6 @@ def _chatroom_locked_for_prompt(*, user: User, chatroom_id: int) -> _LockedForPr
     return _LockedForPrompt(name=name, owner_is_pro=bool(is_pro_now))
 
 
-def _prompt_count(*, user: User, is_pro: bool, chatroom_id: int, now: dt.datetime) -> UsageSummary:
-    """Count the prompt, last in the send's transaction: a refusal (DailyLimitExceeded) rolls
-    back what the send stored, so concurrent sends can never admit more than the limit, and
-    a count that fails fails the send whole (nothing stored, nothing counted). A Basic
-    user's count reads the tier again, which admits a user who became Pro meanwhile; a Pro
-    user's is on the chatroom's slot (usage.models.PRO_SLOTS)."""
-    if is_pro:
-        return usage_count_unlimited(user=user, chatroom_id=chatroom_id, now=now)
-    return usage_consume(user=user, now=now)
-
-
 def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
     """Store the user's message and a `pending` reply, count the prompt, and enqueue the
     reply once this commits. Refused with ReplyInProgress while the chatroom's last reply is
@@ -227,7 +215,8 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
                 name=title_from_message(content), updated_at=now
             )
             list_cache_invalidate_on_commit(user_id=user.pk)
-        usage = _prompt_count(
+        # Last: a refusal (DailyLimitExceeded) rolls back what the send stored.
+        usage = usage_count_prompt(
             user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now
         )
         reply_enqueue_on_commit(reply_id=reply.pk)
@@ -283,7 +272,8 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
                 )
             ]
         )
-        usage = _prompt_count(
+        # Last: a refusal (DailyLimitExceeded) rolls back what the send stored.
+        usage = usage_count_prompt(
             user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now
         )
         reply_enqueue_on_commit(reply_id=reply.pk)

@@ -90,9 +90,8 @@ def usage_count_unlimited(
     *, user: User, chatroom_id: int, now: dt.datetime | None = None
 ) -> UsageSummary:
     """Count one prompt for today against no limit: a Pro user's, for the record, on the
-    row of the chatroom's slot. A send runs it last in its transaction, as usage_consume:
-    its row stays locked until the commit, but only sends in chatrooms of the same slot
-    wait for it."""
+    row of the chatroom's slot. In a send's transaction its row stays locked until the
+    commit, but only sends in chatrooms of the same slot wait for it."""
     day = usage_today(now)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -101,6 +100,20 @@ def usage_count_unlimited(
         )
         used, tokens = cursor.fetchone()
     return UsageSummary.of_day(day=day, limit=None, used=int(used), tokens=int(tokens))
+
+
+def usage_count_prompt(
+    *, user: User, is_pro: bool, chatroom_id: int, now: dt.datetime | None = None
+) -> UsageSummary:
+    """Count a send's prompt, as the last statement of the send's transaction: a refusal
+    (DailyLimitExceeded) rolls back what the send stored, so concurrent sends can never admit
+    more than the limit, and a count that fails fails the send whole (nothing stored,
+    nothing counted). `is_pro` is the tier the send read under its lock. A Basic user's
+    count reads the tier again, which admits a user who became Pro meanwhile; a Pro user's
+    is on the chatroom's slot (usage.models.PRO_SLOTS)."""
+    if is_pro:
+        return usage_count_unlimited(user=user, chatroom_id=chatroom_id, now=now)
+    return usage_consume(user=user, now=now)
 
 
 def tokens_add_sql(*, written: str) -> str:

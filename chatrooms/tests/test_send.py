@@ -18,6 +18,7 @@ from accounts.models import User
 from billing.models import Subscription
 from chatrooms.models import Chatroom, IdempotencyRecord, Message
 from chatrooms.tasks import reply_generate
+from chatrooms.tests.conftest import prompts_counted
 from chatrooms.tests.factories import (
     ChatroomFactory,
     MessageFactory,
@@ -27,7 +28,7 @@ from chatrooms.tests.factories import (
 )
 from testing.concurrency import InThread, at_once
 from usage.models import DailyUsage, pro_slot
-from usage.selectors import usage_summary, usage_today
+from usage.selectors import usage_today
 
 MESSAGE_KEYS = {
     "id", "role", "content", "status", "error", "created_at", "completed_at",
@@ -58,10 +59,6 @@ def _send(client: APIClient, chatroom_id: int, content: Any, **headers: Any) -> 
 
 def _finish_replies() -> None:
     Message.objects.filter(role="model").update(status=Message.Status.COMPLETED)
-
-
-def _prompts_counted(user: User) -> int:
-    return usage_summary(user=user).used
 
 
 def enqueued_reply_ids() -> list[int]:
@@ -118,7 +115,7 @@ def test_send_stores_the_message_and_a_pending_reply(
 
     stored = Message.objects.get(pk=reply["id"])
     assert (stored.chatroom_id, stored.usage_day, stored.model_name) == (chatroom.pk, today, "")
-    assert _prompts_counted(user) == 1
+    assert prompts_counted(user.pk) == 1
     # Polling the reply shows the same message.
     polled = client.get(f"/api/chatroom/{chatroom.pk}/message/{reply['id']}").json()
     assert polled == reply
@@ -177,7 +174,7 @@ def test_invalid_content_is_a_400_that_changes_nothing(
     assert error_code(response) == "validation_error"
     assert "content" in response.json()["error"]["details"]["fields"]
     assert not Message.objects.exists()
-    assert _prompts_counted(user) == 0
+    assert prompts_counted(user.pk) == 0
 
 
 def test_content_length_is_counted_after_trimming(client: APIClient, chatroom: Chatroom) -> None:
@@ -192,14 +189,14 @@ def test_non_json_bodies_are_refused(client: APIClient, user: User, chatroom: Ch
     assert client.post(path, "content=hi", content_type="text/plain").status_code == 415
     assert client.post(path, '{"content": ', content_type="application/json").status_code == 400
     assert not Message.objects.exists()
-    assert _prompts_counted(user) == 0
+    assert prompts_counted(user.pk) == 0
 
 
 def test_unknown_chatroom_is_404(client: APIClient, user: User) -> None:
     response = _send(client, 987654, "Hello")
     assert response.status_code == 404
     assert error_code(response) == "not_found"
-    assert _prompts_counted(user) == 0
+    assert prompts_counted(user.pk) == 0
 
 
 # --- One reply at a time --------------------------------------------------------------------
@@ -217,7 +214,7 @@ def test_a_second_send_while_the_reply_is_in_flight_is_a_409(
     assert error_code(second) == "reply_in_progress"
     assert second.json()["error"]["details"] == {"reply_id": reply_id}
     assert Message.objects.count() == 2
-    assert _prompts_counted(user) == 1
+    assert prompts_counted(user.pk) == 1
     # Another chatroom is not blocked.
     assert _send(client, ChatroomFactory.create(user=user).pk, "Elsewhere").status_code == 202
 
@@ -262,7 +259,7 @@ def test_the_prompt_after_the_daily_limit_is_a_429(
     assert int(refused["Retry-After"]) > 0
     assert refused["X-RateLimit-Remaining"] == "0"
     assert Message.objects.count() == 4
-    assert _prompts_counted(user) == 2
+    assert prompts_counted(user.pk) == 2
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------------
@@ -281,7 +278,7 @@ def test_a_retry_with_the_same_key_replays_the_first_answer(
     assert "Idempotent-Replayed" not in first
     assert second["X-RateLimit-Remaining"] == first["X-RateLimit-Remaining"] == "19"
     assert Message.objects.count() == 2
-    assert _prompts_counted(user) == 1
+    assert prompts_counted(user.pk) == 1
     assert enqueued_reply_ids() == [first.json()["reply"]["id"]]
 
 
@@ -291,7 +288,7 @@ def test_a_new_key_is_a_new_send(client: APIClient, user: User, chatroom: Chatro
     second = _send(client, chatroom.pk, "Hello", HTTP_IDEMPOTENCY_KEY="b")
     assert second.status_code == 202
     assert second.json()["reply"]["id"] != first.json()["reply"]["id"]
-    assert _prompts_counted(user) == 2
+    assert prompts_counted(user.pk) == 2
 
 
 def test_the_same_key_for_another_request_is_a_422(
@@ -305,7 +302,7 @@ def test_the_same_key_for_another_request_is_a_422(
     other_chatroom = _send(client, other_room.pk, "Hello", HTTP_IDEMPOTENCY_KEY="k")
     assert other_chatroom.status_code == 422
     assert Message.objects.count() == 2
-    assert _prompts_counted(user) == 1
+    assert prompts_counted(user.pk) == 1
 
 
 def test_keys_belong_to_one_user(client: APIClient, chatroom: Chatroom) -> None:
@@ -319,7 +316,7 @@ def test_keys_belong_to_one_user(client: APIClient, chatroom: Chatroom) -> None:
     )
     assert theirs.status_code == 202
     assert theirs.json()["reply"]["id"] != mine.json()["reply"]["id"]
-    assert _prompts_counted(stranger) == 1
+    assert prompts_counted(stranger.pk) == 1
 
 
 def test_an_error_is_not_remembered_for_the_key(
@@ -333,7 +330,7 @@ def test_an_error_is_not_remembered_for_the_key(
     retried = _send(client, chatroom.pk, "Second", HTTP_IDEMPOTENCY_KEY="retry-me")
     assert retried.status_code == 202
     assert retried.json()["user_message"]["content"] == "Second"
-    assert _prompts_counted(user) == 2
+    assert prompts_counted(user.pk) == 2
 
 
 @pytest.mark.parametrize("key", ["", "   ", "k" * 256])
@@ -341,7 +338,7 @@ def test_a_bad_key_is_a_400(client: APIClient, user: User, chatroom: Chatroom, k
     response = _send(client, chatroom.pk, "Hello", HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == 400
     assert error_code(response) == "validation_error"
-    assert _prompts_counted(user) == 0
+    assert prompts_counted(user.pk) == 0
 
 
 def test_the_longest_key_is_accepted(client: APIClient, chatroom: Chatroom) -> None:
@@ -482,7 +479,7 @@ def test_a_send_counts_its_prompt_last_in_its_transaction(pro: bool) -> None:
     response = sending.join()
     assert response.status_code == 202
     assert response.json()["usage"]["used"] == 5
-    assert _prompts_counted(user) == 5
+    assert prompts_counted(user.pk) == 5
 
 
 @pytest.mark.django_db(transaction=True)
@@ -529,12 +526,12 @@ def test_a_send_whose_count_fails_stores_nothing_and_can_be_sent_again(
     assert response.json()["error"]["code"] == "service_unavailable"
     assert not Message.objects.filter(chatroom=chatroom).exists()
     assert not IdempotencyRecord.objects.filter(user=user).exists()
-    assert _prompts_counted(user) == 4
+    assert prompts_counted(user.pk) == 4
 
     retried = _send(client, chatroom.pk, "Cut short", **headers)
     assert retried.status_code == 202
     assert retried.json()["usage"]["used"] == 5
-    assert _prompts_counted(user) == 5
+    assert prompts_counted(user.pk) == 5
     assert Message.objects.filter(chatroom=chatroom).count() == 2
 
 
@@ -547,14 +544,14 @@ def test_a_pro_send_with_a_key_and_a_regenerate_are_counted_once_each() -> None:
     sends = [_send(client, chatroom.pk, "Once", HTTP_IDEMPOTENCY_KEY="k1") for _ in range(3)]
     assert {response.status_code for response in sends} == {202}
     assert len({response.content for response in sends}) == 1
-    assert _prompts_counted(user) == 1
+    assert prompts_counted(user.pk) == 1
     reply_id = sends[0].json()["reply"]["id"]
     _finish_replies()
     regenerated = client.post(f"/api/chatroom/{chatroom.pk}/message/{reply_id}/regenerate")
     assert regenerated.status_code == 202
     assert regenerated.json()["usage"]["used"] == 2
     assert regenerated.json()["usage"]["limit"] is None
-    assert _prompts_counted(user) == 2
+    assert prompts_counted(user.pk) == 2
 
 
 def test_a_prompt_and_its_reply_are_stamped_with_the_same_instant(api_client, db):
