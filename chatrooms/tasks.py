@@ -15,6 +15,7 @@ from django.db import OperationalError, transaction
 
 from chatrooms import idempotency, replies
 from core.db import DB_RETRY_SECONDS
+from core.task_publish import task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def reply_enqueue(*, reply_id: int) -> None:
     """Queue the generation of a reply. A broker that is down loses nothing: the reply stays
     `pending` and the sweep enqueues it again."""
     try:
-        reply_generate.delay(reply_id)
+        task_publish(reply_generate, reply_id)
     except Exception:
         logger.exception("Could not enqueue the reply %s; the sweep will retry it", reply_id)
 
