@@ -177,39 +177,48 @@ def _chatroom_locked_for_prompt(*, user: User, chatroom_id: int) -> _LockedForPr
     return _LockedForPrompt(name=name, owner_is_pro=bool(is_pro_now))
 
 
+# The chatroom's newest reply, when it is in flight.
+_REPLY_IN_FLIGHT_SQL = f"""
+    SELECT FROM (
+        SELECT status FROM {Message._meta.db_table}
+        WHERE chatroom_id = %s AND role = %s ORDER BY id DESC LIMIT 1
+    ) latest
+    WHERE status IN ({", ".join(f"'{status.value}'" for status in Message.IN_FLIGHT)})
+"""  # noqa: S608 (the table name and statuses are ours, the values are parameters)
+
+
 def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
     """Store the user's message and a `pending` reply, count the prompt, and enqueue the
     reply once this commits. Refused with ReplyInProgress while the chatroom's last reply is
     in flight (unless no worker is left to finish it: then it fails, refunded, first)."""
     now = timezone.now()
+    user_message = Message(
+        chatroom_id=chatroom_id,
+        role=Message.Role.USER,
+        content=content,
+        status=Message.Status.COMPLETED,
+        created_at=now,
+        completed_at=now,
+    )
+    reply = Message(
+        chatroom_id=chatroom_id,
+        role=Message.Role.MODEL,
+        status=Message.Status.PENDING,
+        created_at=now,
+        usage_day=usage_today(now),
+    )
     with transaction.atomic():
         locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id)
-        latest_reply = chatroom_latest_reply_status(chatroom_id=chatroom_id)
-        if (
-            latest_reply is not None
-            and latest_reply[1] in Message.IN_FLIGHT
-            and reply_abandoned_settle(reply_id=latest_reply[0]) is None
+        # One statement checks the last reply and inserts. It comes after the lock's, so its
+        # snapshot has any reply that finished while the lock was awaited (read committed).
+        if not insert_new(
+            [user_message, reply],
+            unless_exists=_REPLY_IN_FLIGHT_SQL,
+            unless_params=[chatroom_id, Message.Role.MODEL.value],
         ):
-            raise ReplyInProgress(reply_id=latest_reply[0])
-        user_message, reply = insert_new(
-            [
-                Message(
-                    chatroom_id=chatroom_id,
-                    role=Message.Role.USER,
-                    content=content,
-                    status=Message.Status.COMPLETED,
-                    created_at=now,
-                    completed_at=now,
-                ),
-                Message(
-                    chatroom_id=chatroom_id,
-                    role=Message.Role.MODEL,
-                    status=Message.Status.PENDING,
-                    created_at=now,
-                    usage_day=usage_today(now),
-                ),
-            ]
-        )
+            # It may have finished since; if not, it blocks unless it is abandoned.
+            _refuse_while_in_flight(chatroom_latest_reply_status(chatroom_id=chatroom_id))
+            insert_new([user_message, reply])
         if locked.name is None:
             Chatroom.objects.filter(pk=chatroom_id).update(
                 name=title_from_message(content), updated_at=now
@@ -221,6 +230,18 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
         )
         reply_enqueue_on_commit(reply_id=reply.pk)
     return Sent(user_message=user_message, reply=reply, usage=usage)
+
+
+def _refuse_while_in_flight(latest_reply: tuple[int, str] | None) -> None:
+    """ReplyInProgress while the chatroom's newest reply (id, status) is in flight, unless no
+    worker is left to finish it: then it fails, refunded, and the caller goes on. Under the
+    chatroom's lock."""
+    if (
+        latest_reply is not None
+        and latest_reply[1] in Message.IN_FLIGHT
+        and reply_abandoned_settle(reply_id=latest_reply[0]) is None
+    ):
+        raise ReplyInProgress(reply_id=latest_reply[0])
 
 
 # --- Regenerating the last reply -------------------------------------------------------------
@@ -254,24 +275,17 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
             if not user_messages(user=user, chatroom_id=chatroom_id).filter(pk=message_id).exists():
                 raise MessageNotFound()
             raise NotLastReply()
-        if (
-            latest_reply[1] in Message.IN_FLIGHT
-            and reply_abandoned_settle(reply_id=message_id) is None
-        ):
-            raise ReplyInProgress(reply_id=message_id)
+        _refuse_while_in_flight(latest_reply)
         with connection.cursor() as cursor:
             cursor.execute(_SUPERSEDE_SQL, [message_id, chatroom_id, Message.Role.MODEL.value])
-        (reply,) = insert_new(
-            [
-                Message(
-                    chatroom_id=chatroom_id,
-                    role=Message.Role.MODEL,
-                    status=Message.Status.PENDING,
-                    created_at=now,
-                    usage_day=usage_today(now),
-                )
-            ]
+        reply = Message(
+            chatroom_id=chatroom_id,
+            role=Message.Role.MODEL,
+            status=Message.Status.PENDING,
+            created_at=now,
+            usage_day=usage_today(now),
         )
+        insert_new([reply])
         # Last: a refusal (DailyLimitExceeded) rolls back what the send stored.
         usage = usage_count_prompt(
             user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now

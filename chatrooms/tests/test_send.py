@@ -384,13 +384,13 @@ def test_send_queries_do_not_grow_with_history(
     client: APIClient, chatroom: Chatroom, history: int, django_assert_max_num_queries
 ) -> None:
     MessageFactory.create_batch(history, chatroom=chatroom)
-    # The transaction's begin and end (a savepoint here), the lock, the in-flight check, one
-    # INSERT of both messages and the count.
-    with django_assert_max_num_queries(6):
+    # The transaction's begin and end (a savepoint here), the lock, one INSERT of both
+    # messages that checks the last reply first, and the count.
+    with django_assert_max_num_queries(5):
         assert _send(client, chatroom.pk, "Plain").status_code == 202
     _finish_replies()
     # The key's claim and store wrap the send's own transaction (a savepoint within it).
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         response = _send(client, chatroom.pk, "Keyed", HTTP_IDEMPOTENCY_KEY="q")
         assert response.status_code == 202
     with django_assert_max_num_queries(5):
@@ -453,6 +453,39 @@ def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
     assert sorted(statuses) == [202] + [409] * 7
     assert Message.objects.filter(role="model").count() == 1
     assert DailyUsage.objects.get(user=user).count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("reply_status", "expected"),
+    [(Message.Status.PENDING, 409), (Message.Status.COMPLETED, 202)],
+    ids=["a reply started", "the reply finished"],
+)
+def test_a_send_waiting_for_the_chatroom_sees_what_the_lock_holder_committed(
+    reply_status: str, expected: int
+) -> None:
+    """The in-flight check reads after the chatroom's lock is granted: a reply put in flight,
+    or finished, by the transaction the send waited for counts."""
+    user = UserFactory.create()
+    chatroom = ChatroomFactory.create(user=user)
+    in_flight = MessageFactory.create(
+        chatroom=chatroom, role=Message.Role.MODEL, status=Message.Status.STREAMING
+    )
+    with transaction.atomic():
+        Chatroom.objects.select_for_update().get(pk=chatroom.pk)
+        sending = InThread(lambda: _send(client_for(user), chatroom.pk, "After the holder"))
+        sending.wait_until_blocked()
+        Message.objects.filter(pk=in_flight.pk).update(status=Message.Status.COMPLETED)
+        latest = MessageFactory.create(
+            chatroom=chatroom, role=Message.Role.MODEL, status=reply_status
+        )
+    response = sending.join()
+    assert response.status_code == expected, response.content
+    if expected == 409:
+        assert response.json()["error"]["details"]["reply_id"] == latest.pk
+        assert Message.objects.filter(chatroom=chatroom).count() == 2
+    else:
+        assert Message.objects.filter(chatroom=chatroom).count() == 4
 
 
 def _counted_row(user: User, chatroom: Chatroom, *, pro: bool) -> DailyUsage:
