@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import connection, models
 
@@ -41,7 +41,7 @@ def _insert_sql(
 
 
 def insert_new(
-    objs: Sequence[M], *, unless_exists: str | None = None, unless_params: Sequence[object] = ()
+    objs: Sequence[M], *, unless_exists: str | None = None, unless_params: Sequence[Any] = ()
 ) -> bool:
     """INSERT new instances of one model in one statement and give them their primary keys,
     as `bulk_create` does (defaults, `auto_now` and field conversions included), without

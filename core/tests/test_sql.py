@@ -38,8 +38,12 @@ def _messages(chatroom_id: int) -> list[Message]:
 def test_every_field_is_stored_as_bulk_create_would(guarded: bool):
     chatroom = ChatroomFactory.create()
     ours = _messages(chatroom.pk)
-    guard = {"unless_exists": _ANY_OF_ROLE, "unless_params": [chatroom.pk, "model"]}
-    assert insert_new(ours, **(guard if guarded else {})) is True
+    if guarded:
+        guard = [chatroom.pk, "model"]
+        inserted = insert_new(ours, unless_exists=_ANY_OF_ROLE, unless_params=guard)
+    else:
+        inserted = insert_new(ours)
+    assert inserted is True
     django_s = Message.objects.bulk_create(_messages(chatroom.pk))
 
     def stored(message: Message) -> dict[str, object]:
@@ -54,7 +58,8 @@ def test_the_guard_inserts_nothing_when_its_query_finds_a_row():
     chatroom = ChatroomFactory.create()
     insert_new(_messages(chatroom.pk)[1:])
     refused = _messages(chatroom.pk)
-    guard = {"unless_exists": _ANY_OF_ROLE, "unless_params": [chatroom.pk, "model"]}
-    assert insert_new(refused, **guard) is False
+    guard = [chatroom.pk, "model"]
+    inserted = insert_new(refused, unless_exists=_ANY_OF_ROLE, unless_params=guard)
+    assert inserted is False
     assert [m.pk for m in refused] == [None, None]
     assert Message.objects.filter(chatroom=chatroom).count() == 1
