@@ -6,6 +6,7 @@ worker's side of a reply's life is `chatrooms.replies`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
@@ -187,6 +188,17 @@ _REPLY_IN_FLIGHT_SQL = f"""
 """  # noqa: S608 (the table name and statuses are ours, the values are parameters)
 
 
+def _pending_reply(*, chatroom_id: int, now: dt.datetime) -> Message:
+    """A new reply waiting for its worker, its prompt counted on `now`'s day."""
+    return Message(
+        chatroom_id=chatroom_id,
+        role=Message.Role.MODEL,
+        status=Message.Status.PENDING,
+        created_at=now,
+        usage_day=usage_today(now),
+    )
+
+
 def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
     """Store the user's message and a `pending` reply, count the prompt, and enqueue the
     reply once this commits. Refused with ReplyInProgress while the chatroom's last reply is
@@ -200,13 +212,7 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
         created_at=now,
         completed_at=now,
     )
-    reply = Message(
-        chatroom_id=chatroom_id,
-        role=Message.Role.MODEL,
-        status=Message.Status.PENDING,
-        created_at=now,
-        usage_day=usage_today(now),
-    )
+    reply = _pending_reply(chatroom_id=chatroom_id, now=now)
     with transaction.atomic():
         locked = _chatroom_locked_for_prompt(user=user, chatroom_id=chatroom_id)
         # One statement checks the last reply and inserts. It comes after the lock's, so its
@@ -278,13 +284,7 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
         _refuse_while_in_flight(latest_reply)
         with connection.cursor() as cursor:
             cursor.execute(_SUPERSEDE_SQL, [message_id, chatroom_id, Message.Role.MODEL.value])
-        reply = Message(
-            chatroom_id=chatroom_id,
-            role=Message.Role.MODEL,
-            status=Message.Status.PENDING,
-            created_at=now,
-            usage_day=usage_today(now),
-        )
+        reply = _pending_reply(chatroom_id=chatroom_id, now=now)
         insert_new([reply])
         # Last: a refusal (DailyLimitExceeded) rolls back what the send stored.
         usage = usage_count_prompt(

@@ -16,6 +16,10 @@ from django.db import connection, models
 M = TypeVar("M", bound=models.Model)
 
 
+def _type_of(field: models.Field) -> str:
+    return str(field.cast_db_type(connection)).split("(")[0]
+
+
 @functools.cache
 def _insert_sql(
     model: type[models.Model], rows: int, unless_exists: str | None
@@ -27,8 +31,10 @@ def _insert_sql(
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         values = f"VALUES {', '.join([row] * rows)}"
     else:
-        # Typed: the types of a SELECT's values are not taken from the target columns.
-        row = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+        # Typed: the types of a SELECT's values are not taken from the target columns. The
+        # type without its length (varchar, not varchar(16)): a cast would cut a long value
+        # short, where the INSERT's assignment refuses it.
+        row = "(" + ", ".join(f"%s::{_type_of(field)}" for field in fields) + ")"
         values = (
             f"SELECT * FROM (VALUES {', '.join([row] * rows)}) AS new "  # noqa: S608 (ours)
             f"WHERE NOT EXISTS ({unless_exists})"

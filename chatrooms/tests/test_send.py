@@ -457,28 +457,27 @@ def test_simultaneous_sends_to_one_chatroom_start_one_reply() -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("reply_status", "expected"),
-    [(Message.Status.PENDING, 409), (Message.Status.COMPLETED, 202)],
+    ("before", "committed", "expected"),
+    [
+        (Message.Status.COMPLETED, Message.Status.PENDING, 409),
+        (Message.Status.STREAMING, Message.Status.COMPLETED, 202),
+    ],
     ids=["a reply started", "the reply finished"],
 )
 def test_a_send_waiting_for_the_chatroom_sees_what_the_lock_holder_committed(
-    reply_status: str, expected: int
+    before: str, committed: str, expected: int
 ) -> None:
     """The in-flight check reads after the chatroom's lock is granted: a reply put in flight,
     or finished, by the transaction the send waited for counts."""
     user = UserFactory.create()
     chatroom = ChatroomFactory.create(user=user)
-    in_flight = MessageFactory.create(
-        chatroom=chatroom, role=Message.Role.MODEL, status=Message.Status.STREAMING
-    )
+    last = MessageFactory.create(chatroom=chatroom, role=Message.Role.MODEL, status=before)
     with transaction.atomic():
         Chatroom.objects.select_for_update().get(pk=chatroom.pk)
         sending = InThread(lambda: _send(client_for(user), chatroom.pk, "After the holder"))
         sending.wait_until_blocked()
-        Message.objects.filter(pk=in_flight.pk).update(status=Message.Status.COMPLETED)
-        latest = MessageFactory.create(
-            chatroom=chatroom, role=Message.Role.MODEL, status=reply_status
-        )
+        Message.objects.filter(pk=last.pk).update(status=Message.Status.COMPLETED)
+        latest = MessageFactory.create(chatroom=chatroom, role=Message.Role.MODEL, status=committed)
     response = sending.join()
     assert response.status_code == expected, response.content
     if expected == 409:

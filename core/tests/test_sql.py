@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import DataError, transaction
 
 from chatrooms.models import Message
 from chatrooms.tests.factories import ChatroomFactory
@@ -19,17 +20,16 @@ _NOW = dt.datetime(2026, 12, 5, 14, 0, tzinfo=dt.UTC)
 
 
 def _messages(chatroom_id: int) -> list[Message]:
-    now = _NOW
     return [
         Message(chatroom_id=chatroom_id, role="user", content="Hi", status="completed"),
         Message(
             chatroom_id=chatroom_id,
             role="model",
             status="pending",
-            created_at=now,
+            created_at=_NOW,
             usage_day=dt.date(2026, 12, 5),
             tokens_estimated=True,
-            lease_expires_at=now,
+            lease_expires_at=_NOW,
         ),
     ]
 
@@ -63,3 +63,17 @@ def test_the_guard_inserts_nothing_when_its_query_finds_a_row():
     assert inserted is False
     assert [m.pk for m in refused] == [None, None]
     assert Message.objects.filter(chatroom=chatroom).count() == 1
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain", "guarded"])
+def test_a_value_too_long_for_its_column_is_refused_not_cut(guarded: bool):
+    chatroom = ChatroomFactory.create()
+    (reply,) = _messages(chatroom.pk)[1:]
+    reply.error_code = "x" * 65  # varchar(64)
+    guard = [chatroom.pk, "model"]
+    with pytest.raises(DataError), transaction.atomic():
+        if guarded:
+            insert_new([reply], unless_exists=_ANY_OF_ROLE, unless_params=guard)
+        else:
+            insert_new([reply])
+    assert not Message.objects.filter(chatroom=chatroom).exists()

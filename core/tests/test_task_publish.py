@@ -12,6 +12,8 @@ from django.conf import settings
 
 from chatrooms.tasks import reply_generate
 from core import task_publish as publishing
+from core.request_context import request_id_var
+from core.task_context import REQUEST_ID_MESSAGE_HEADER
 from gemini_clone.broker import RedisTransport
 from gemini_clone.celery import app
 
@@ -31,9 +33,14 @@ def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_message_is_the_one_delay_sends():
-    reply_generate.delay(41)
-    publishing.task_publish(reply_generate, 41)
+    token = request_id_var.set("req-41")  # the headers' request id: a publish signal's
+    try:
+        reply_generate.delay(41)
+        publishing.task_publish(reply_generate, 41)
+    finally:
+        request_id_var.reset(token)
     by_delay, ours = _queued()
+    assert ours["headers"][REQUEST_ID_MESSAGE_HEADER] == "req-41"
     assert _without_ids(ours) == _without_ids(by_delay)
     task_id = ours["headers"]["id"]
     assert task_id == ours["properties"]["correlation_id"] != by_delay["headers"]["id"]
