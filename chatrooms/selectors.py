@@ -158,6 +158,13 @@ _LATEST_REPLY_SQL = f"""
     WHERE chatroom_id = %s AND role = %s ORDER BY id DESC LIMIT 1
 """  # noqa: S608 (the table name is ours, the values are parameters)
 
+# The same reply, found only when it is in flight (the same parameters): a send's INSERT
+# runs it as its guard (chatrooms.services.message_send).
+LATEST_REPLY_IN_FLIGHT_SQL = f"""
+    SELECT FROM ({_LATEST_REPLY_SQL}) latest
+    WHERE status IN ({", ".join(f"'{status.value}'" for status in Message.IN_FLIGHT)})
+"""
+
 
 def chatroom_latest_reply_status(*, chatroom_id: int) -> tuple[int, str] | None:
     """Id and status of the chatroom's newest model reply, if it has one. Plain SQL: it is

@@ -42,6 +42,7 @@ from chatrooms.replies import (
     reply_done_announce,
 )
 from chatrooms.selectors import (
+    LATEST_REPLY_IN_FLIGHT_SQL,
     chatroom_first_user_message,
     chatroom_latest_reply_status,
     user_messages,
@@ -178,16 +179,6 @@ def _chatroom_locked_for_prompt(*, user: User, chatroom_id: int) -> _LockedForPr
     return _LockedForPrompt(name=name, owner_is_pro=bool(is_pro_now))
 
 
-# The chatroom's newest reply, when it is in flight.
-_REPLY_IN_FLIGHT_SQL = f"""
-    SELECT FROM (
-        SELECT status FROM {Message._meta.db_table}
-        WHERE chatroom_id = %s AND role = %s ORDER BY id DESC LIMIT 1
-    ) latest
-    WHERE status IN ({", ".join(f"'{status.value}'" for status in Message.IN_FLIGHT)})
-"""  # noqa: S608 (the table name and statuses are ours, the values are parameters)
-
-
 def _pending_reply(*, chatroom_id: int, now: dt.datetime) -> Message:
     """A new reply waiting for its worker, its prompt counted on `now`'s day."""
     return Message(
@@ -219,7 +210,7 @@ def message_send(*, user: User, chatroom_id: int, content: str) -> Sent:
         # snapshot has any reply that finished while the lock was awaited (read committed).
         if not insert_new(
             [user_message, reply],
-            unless_exists=_REPLY_IN_FLIGHT_SQL,
+            unless_exists=LATEST_REPLY_IN_FLIGHT_SQL,
             unless_params=[chatroom_id, Message.Role.MODEL.value],
         ):
             # It may have finished since; if not, it blocks unless it is abandoned.
@@ -286,7 +277,7 @@ def reply_regenerate(*, user: User, chatroom_id: int, message_id: int) -> Regene
             cursor.execute(_SUPERSEDE_SQL, [message_id, chatroom_id, Message.Role.MODEL.value])
         reply = _pending_reply(chatroom_id=chatroom_id, now=now)
         insert_new([reply])
-        # Last: a refusal (DailyLimitExceeded) rolls back what the send stored.
+        # Last: a refusal (DailyLimitExceeded) rolls back what this stored.
         usage = usage_count_prompt(
             user=user, is_pro=locked.owner_is_pro, chatroom_id=chatroom_id, now=now
         )
